@@ -1,0 +1,30 @@
+"""Entry point of the `farmctl` command: builds the Typer app from the command modules."""
+
+from __future__ import annotations
+
+import typer
+
+from controller.cli import (
+    config_cmd,
+    daemon_cmd,
+    db_cmd,
+    forecast_cmd,
+    hardware_cmd,
+    miners_cmd,
+    treasury_cmd,
+)
+
+app = typer.Typer(
+    name="farmctl",
+    help="Operations controller for Bitcoin mining farms: rigs, power prices and plans, treasury.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+for module in (config_cmd, db_cmd, hardware_cmd, miners_cmd, forecast_cmd, treasury_cmd, daemon_cmd):
+    module.register(app)
+
+
+def main() -> None:
+    """Run the CLI (console script `farmctl`)."""
+    app()
