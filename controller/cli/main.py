@@ -8,9 +8,12 @@ from controller.cli import (
     config_cmd,
     daemon_cmd,
     db_cmd,
+    fleet_cmd,
     forecast_cmd,
     hardware_cmd,
     miners_cmd,
+    plan_cmd,
+    sales_cmd,
     treasury_cmd,
 )
 
@@ -21,7 +24,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (config_cmd, db_cmd, hardware_cmd, miners_cmd, forecast_cmd, treasury_cmd, daemon_cmd):
+for module in (
+    config_cmd,
+    db_cmd,
+    hardware_cmd,
+    miners_cmd,
+    fleet_cmd,
+    forecast_cmd,
+    plan_cmd,
+    treasury_cmd,
+    sales_cmd,
+    daemon_cmd,
+):
     module.register(app)
 
 
