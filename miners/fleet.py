@@ -1,0 +1,345 @@
+"""The fleet poller: one poll per rig, whole fleet inside a deadline, bounded concurrency.
+
+A rig that fails or times out becomes `offline` with `last_seen` set to its last good read and
+every live value cleared: an operator must never see an old hashrate presented as current. The
+last good status is kept separately (`FleetPoller.last_good`) for reference. Identity of a rig is
+its MAC: when a MAC shows up at another address the poller follows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from miners.driver import RigDriver
+from miners.status import RigStatus
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RPC_PORT = 4028
+# A CIDR wider than this is almost certainly a typo (a /8 is 16 M hosts); refuse it loudly.
+MAX_TARGETS = 1 << 20
+
+DriverFactory = Callable[[str, int], Awaitable[RigDriver]]
+Clock = Callable[[], datetime]
+
+
+class TargetError(ValueError):
+    """A target spec (HOST:PORT, HOST:LO-HI or CIDR) could not be understood."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Target:
+    """One rig endpoint: host (IP or name) and TCP port."""
+
+    host: str
+    port: int = DEFAULT_RPC_PORT
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _port(text: str, spec: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise TargetError(f"target {spec!r}: port {text!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise TargetError(f"target {spec!r}: port {port} outside 1-65535")
+    return port
+
+
+def _ports(text: str, spec: str) -> range:
+    if "-" not in text:
+        port = _port(text, spec)
+        return range(port, port + 1)
+    lo_text, hi_text = text.split("-", 1)
+    lo, hi = _port(lo_text, spec), _port(hi_text, spec)
+    if hi < lo:
+        raise TargetError(f"target {spec!r}: port range {lo}-{hi} is reversed")
+    return range(lo, hi + 1)
+
+
+def _hosts(text: str, spec: str) -> list[str]:
+    if "/" not in text:
+        if not text:
+            raise TargetError(f"target {spec!r}: empty host")
+        return [text]
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError as exc:
+        raise TargetError(f"target {spec!r}: bad CIDR: {exc}") from None
+    if net.num_addresses > MAX_TARGETS:
+        raise TargetError(
+            f"target {spec!r}: {net.num_addresses} addresses is more than {MAX_TARGETS}"
+        )
+    # hosts() drops network/broadcast addresses; a /32 or /31 has no such split.
+    hosts = list(net.hosts()) if net.num_addresses > 2 else list(net)
+    return [str(h) for h in hosts]
+
+
+def parse_target_spec(spec: str, ports: Iterable[int] = (DEFAULT_RPC_PORT,)) -> list[Target]:
+    """Expand one spec: `HOST`, `HOST:PORT`, `HOST:LO-HI`, `CIDR` or `CIDR:PORT[-HI]`.
+
+    `ports` is used when the spec names no port (a scan passes (4028, 80)).
+    """
+    spec = spec.strip()
+    if not spec:
+        raise TargetError("empty target")
+    host_part, port_part = spec, None
+    if spec.startswith("["):  # [v6addr]:port
+        end = spec.find("]")
+        if end < 0:
+            raise TargetError(f"target {spec!r}: missing ']'")
+        host_part, rest = spec[1:end], spec[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise TargetError(f"target {spec!r}: expected ':' after ']'")
+            port_part = rest[1:]
+    elif spec.count(":") == 1:
+        host_part, port_part = spec.split(":")
+    port_list = list(_ports(port_part, spec)) if port_part is not None else list(ports)
+    return [Target(h, p) for h in _hosts(host_part, spec) for p in port_list]
+
+
+def parse_targets(specs: Iterable[str], ports: Iterable[int] = (DEFAULT_RPC_PORT,)) -> list[Target]:
+    """Expand target specs into unique targets, in the order given (see `parse_target_spec`)."""
+    port_list = list(ports)
+    seen: dict[Target, None] = {}
+    for spec in specs:
+        for target in parse_target_spec(spec, port_list):
+            seen.setdefault(target, None)
+            if len(seen) > MAX_TARGETS:
+                raise TargetError(f"more than {MAX_TARGETS} targets")
+    return list(seen)
+
+
+def rig_key(status: RigStatus) -> str:
+    """Stable identity of a rig: its MAC when known, else `ip:port`."""
+    if status.mac:
+        return status.mac.lower()
+    return f"{status.ip}:{status.port}"
+
+
+def offline_status(target: Target, reason: str, last_good: RigStatus | None) -> RigStatus:
+    """A status for a rig that did not answer: identity kept, every live value cleared.
+
+    `last_seen` is the time of the last good read (None if never read).
+    """
+    if last_good is None:
+        return RigStatus(
+            ip=target.host,
+            port=target.port,
+            state="offline",
+            state_reason=reason,
+            errors=[reason],
+        )
+    return RigStatus(
+        ip=target.host,
+        port=target.port,
+        mac=last_good.mac,
+        serial=last_good.serial,
+        hostname=last_good.hostname,
+        family=last_good.family,
+        make=last_good.make,
+        model=last_good.model,
+        firmware=last_good.firmware,
+        state="offline",
+        state_reason=reason,
+        # nameplate, not a reading: still true of this rig while it is down
+        expected_hashrate_ths=last_good.expected_hashrate_ths,
+        errors=[reason],
+        last_seen=last_good.last_seen,
+    )
+
+
+async def _default_driver_factory(host: str, port: int) -> RigDriver:
+    # Imported lazily: detection pulls in every driver, the poller core does not need them.
+    from miners.detect import make_driver
+
+    return await make_driver(host, port)
+
+
+@dataclass(slots=True)
+class PollStats:
+    """Figures of the last `poll_once` call."""
+
+    rigs: int = 0
+    online: int = 0
+    offline: int = 0
+    elapsed_s: float = 0.0
+    deadline_hit: bool = False
+    max_in_flight: int = 0
+
+
+class FleetPoller:
+    """Polls a fleet of targets; keeps one driver per target and the last good status per rig."""
+
+    def __init__(
+        self,
+        targets: Iterable[Target],
+        *,
+        drivers: Mapping[Target, RigDriver] | None = None,
+        driver_factory: DriverFactory | None = None,
+        concurrency: int = 256,
+        rig_timeout_s: float = 5.0,
+        clock: Clock | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if rig_timeout_s <= 0:
+            raise ValueError(f"rig_timeout_s must be > 0, got {rig_timeout_s}")
+        self.targets: list[Target] = list(dict.fromkeys(targets))
+        self._drivers: dict[Target, RigDriver] = dict(drivers or {})
+        self._factory = driver_factory or _default_driver_factory
+        self.concurrency = concurrency
+        self.rig_timeout_s = rig_timeout_s
+        self._clock: Clock = clock or (lambda: datetime.now(UTC))
+        self._last_good: dict[str, RigStatus] = {}  # rig key (MAC) -> last good status
+        self._key_by_target: dict[Target, str] = {}
+        self._target_by_key: dict[str, Target] = {}
+        self.stats = PollStats()
+        self._in_flight = 0
+
+    def last_good(self, key_or_target: str | Target) -> RigStatus | None:
+        """The last good status of a rig, by MAC/key or by its current target."""
+        key = (
+            self._key_by_target.get(key_or_target)
+            if isinstance(key_or_target, Target)
+            else key_or_target.lower()
+        )
+        return self._last_good.get(key) if key else None
+
+    def target_of(self, mac: str) -> Target | None:
+        """Where the rig with this MAC answered last."""
+        return self._target_by_key.get(mac.lower())
+
+    def driver(self, target: Target) -> RigDriver | None:
+        """The driver for a target once it has been identified."""
+        return self._drivers.get(target)
+
+    def _remember(self, target: Target, status: RigStatus) -> None:
+        key = rig_key(status)
+        old_target = self._target_by_key.get(key)
+        if old_target is not None and old_target != target:
+            # the rig moved (DHCP): its old address no longer names it
+            logger.info("rig moved key=%s from=%s to=%s", key, old_target, target)
+            if self._key_by_target.get(old_target) == key:
+                del self._key_by_target[old_target]
+        old_key = self._key_by_target.get(target)
+        if old_key is not None and old_key != key and self._target_by_key.get(old_key) == target:
+            # another rig now answers at this address
+            del self._target_by_key[old_key]
+        self._key_by_target[target] = key
+        self._target_by_key[key] = target
+        self._last_good[key] = status
+
+    def _offline(self, target: Target, reason: str) -> RigStatus:
+        key = self._key_by_target.get(target)
+        last = self._last_good.get(key) if key else None
+        return offline_status(target, reason, last)
+
+    async def _poll_rig(self, target: Target, deadline: float) -> RigStatus:
+        loop = asyncio.get_running_loop()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return self._offline(target, "fleet poll deadline reached before this rig was polled")
+        timeout = min(self.rig_timeout_s, remaining)
+        try:
+            async with asyncio.timeout(timeout):
+                driver = self._drivers.get(target)
+                if driver is None:
+                    driver = await self._factory(target.host, target.port)
+                    self._drivers[target] = driver
+                status = await driver.status()
+        except TimeoutError:
+            return self._offline(target, f"no reply within {timeout:.2f} s")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a driver bug or refused connection must not sink the fleet
+            return self._offline(target, f"{type(exc).__name__}: {exc}")
+        if status.state == "offline":
+            return self._offline(target, status.state_reason or "rig reported offline")
+        status.ip, status.port = target.host, target.port
+        status.last_seen = self._clock()
+        self._remember(target, status)
+        return status
+
+    async def poll_once(self, deadline_s: float = 10.0) -> list[RigStatus]:
+        """Poll every target once; returns one status per target in target order.
+
+        Every rig is finished (read, or marked offline) within `deadline_s` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        deadline = loop.time() + deadline_s
+        results: list[RigStatus | None] = [None] * len(self.targets)
+        next_index = 0
+        max_in_flight = 0
+        in_flight = 0
+
+        async def worker() -> None:
+            nonlocal next_index, max_in_flight, in_flight
+            while next_index < len(self.targets):
+                index = next_index
+                next_index += 1
+                in_flight += 1
+                max_in_flight = max(max_in_flight, in_flight)
+                try:
+                    results[index] = await self._poll_rig(self.targets[index], deadline)
+                finally:
+                    in_flight -= 1
+
+        # A fixed pool of workers is the semaphore: at most `concurrency` rigs in flight, and
+        # no task per rig (5,000 idle tasks waiting on a semaphore cost more than the polls).
+        workers = [
+            asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(self.targets)))
+        ]
+        deadline_hit = False
+        if workers:
+            # Backstop: a driver swallowing cancellation must not hold the fleet past the deadline.
+            _done, pending = await asyncio.wait(workers, timeout=deadline_s + 1.0)
+            for task in pending:
+                deadline_hit = True
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        out: list[RigStatus] = []
+        for index, target in enumerate(self.targets):
+            status = results[index]
+            if status is None:
+                deadline_hit = True
+                status = self._offline(target, "fleet poll deadline reached")
+            out.append(status)
+        online = sum(1 for s in out if s.state != "offline")
+        self.stats = PollStats(
+            rigs=len(out),
+            online=online,
+            offline=len(out) - online,
+            elapsed_s=time.perf_counter() - started,
+            deadline_hit=deadline_hit or loop.time() > deadline,
+            max_in_flight=max_in_flight,
+        )
+        logger.info(
+            "fleet poll rigs=%d online=%d offline=%d elapsed_s=%.3f",
+            self.stats.rigs,
+            online,
+            self.stats.offline,
+            self.stats.elapsed_s,
+        )
+        return out
+
+
+def summarize(statuses: Iterable[RigStatus]) -> dict[str, int]:
+    """Counts of rigs by state (every state present, zero when none)."""
+    from miners.status import RIG_STATES
+
+    counts: dict[str, int] = dict.fromkeys(RIG_STATES, 0)
+    for status in statuses:
+        counts[status.state] = counts.get(status.state, 0) + 1
+    return counts
