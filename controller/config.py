@@ -446,9 +446,13 @@ def _cross_checks(raw: dict[str, Any]) -> list[ConfigProblem]:
         site, rack = rig.get("site"), rig.get("rack")
         if isinstance(site, str) and site not in racks:
             known = sorted(str(k) for k in racks)
-            problems.append(ConfigProblem(f"rigs[{i}].site", site, f"no such site (sites: {known})"))
+            problems.append(
+                ConfigProblem(f"rigs[{i}].site", site, f"no such site (sites: {known})")
+            )
         elif isinstance(rack, str) and rack not in racks.get(site, set()):
-            problems.append(ConfigProblem(f"rigs[{i}].rack", rack, f"no such rack in site {site!r}"))
+            problems.append(
+                ConfigProblem(f"rigs[{i}].rack", rack, f"no such rack in site {site!r}")
+            )
     treasury = raw.get("treasury") if isinstance(raw.get("treasury"), dict) else {}
     assert isinstance(treasury, dict)
     venues = items(treasury.get("venues"))
@@ -518,7 +522,9 @@ def load_config(path: Path) -> FarmConfig:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(path, [ConfigProblem("(file)", str(path), exc.strerror or str(exc))]) from exc
+        raise ConfigError(
+            path, [ConfigProblem("(file)", str(path), exc.strerror or str(exc))]
+        ) from exc
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

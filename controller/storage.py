@@ -58,7 +58,9 @@ def make_engine(url: str, *, busy_timeout_ms: int = 5_000, echo: bool = False) -
         return engine
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, echo=echo, pool_pre_ping=True)
-    raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
+    raise ValueError(
+        f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql"
+    )
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -15,7 +15,16 @@ from importlib import resources
 
 __all__ = ["RigModel", "catalog", "lookup", "normalize_model_name"]
 
-_VENDOR_WORDS = ("antminer", "bitmain", "whatsminer", "microbt", "avalonminer", "avalon", "canaan", "bitaxe")
+_VENDOR_WORDS = (
+    "antminer",
+    "bitmain",
+    "whatsminer",
+    "microbt",
+    "avalonminer",
+    "avalon",
+    "canaan",
+    "bitaxe",
+)
 # MicroBT appends a board-revision code to the model ("M50S.VH30", "M30S+VE40"): not a different model.
 _WHATSMINER_REVISION = re.compile(r"v[a-z]\d{2}$")
 
@@ -95,13 +104,18 @@ def catalog() -> tuple[RigModel, ...]:
 def _index() -> dict[str, RigModel]:
     index: dict[str, RigModel] = {}
     for model in catalog():
-        keys = {normalize_model_name(model.model), *(normalize_model_name(a) for a in model.aliases)}
+        keys = {
+            normalize_model_name(model.model),
+            *(normalize_model_name(a) for a in model.aliases),
+        }
         if model.vendor == "Canaan":
             # Canaan firmware reports "Avalon1366"/"AvalonMiner 1366": index the bare number too.
             keys |= {k[1:] for k in keys if re.fullmatch(r"a\d{4}", k)}
         for key in keys:
             if key in index and index[key] is not model:
-                raise ValueError(f"catalog key {key!r} names both {index[key].model} and {model.model}")
+                raise ValueError(
+                    f"catalog key {key!r} names both {index[key].model} and {model.model}"
+                )
             index[key] = model
     return index
 

@@ -20,7 +20,9 @@ def data_dir() -> Path:
     """../shared/data (or FARMCTL_DATA_DIR); skips the test when absent."""
     path = shared_data_dir()
     if path is None:
-        pytest.skip("real data absent: set FARMCTL_DATA_DIR or place ../shared/data beside the repo")
+        pytest.skip(
+            "real data absent: set FARMCTL_DATA_DIR or place ../shared/data beside the repo"
+        )
     return path
 
 
@@ -79,7 +81,9 @@ def postgres_url() -> Iterator[str]:
             conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     except sa.exc.OperationalError as exc:
         admin.dispose()
-        pytest.skip(f"PostgreSQL on {POSTGRES_HOST}:{POSTGRES_PORT} refused the test database: {exc}")
+        pytest.skip(
+            f"PostgreSQL on {POSTGRES_HOST}:{POSTGRES_PORT} refused the test database: {exc}"
+        )
     try:
         yield f"{base}?options=-csearch_path%3D{schema}"
     finally:

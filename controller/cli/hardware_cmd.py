@@ -14,7 +14,9 @@ def _blank(value: object) -> str:
 
 
 @hardware_app.command("list")
-def list_models(as_json: bool = typer.Option(False, "--json", help="One JSON object per model.")) -> None:
+def list_models(
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per model."),
+) -> None:
     """Print the catalog table: nameplate TH/s, W, J/TH, cooling and layout."""
     import dataclasses
 
@@ -50,7 +52,9 @@ def show(name: str = typer.Argument(..., help="A model name as a rig reports it.
 
     model = hardware.lookup(name)
     if model is None:
-        typer.echo(f"unknown model {name!r}: not in the catalog (see `farmctl hardware list`)", err=True)
+        typer.echo(
+            f"unknown model {name!r}: not in the catalog (see `farmctl hardware list`)", err=True
+        )
         raise typer.Exit(1)
     typer.echo(json.dumps(dataclasses.asdict(model), indent=2))
 

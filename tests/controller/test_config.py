@@ -35,7 +35,9 @@ def test_example_config_is_valid_and_complete() -> None:
     }  # fmt: skip
     assert config.treasury.dry_run is True and config.treasury.live is False
     assert config.rigs[0].credentials.password == SecretRef(env="FARMCTL_RIG_PASSWORD")
-    assert config.database_url(EXAMPLE.parent) == f"sqlite:///{EXAMPLE.parent / 'var' / 'farmctl.db'}"
+    assert (
+        config.database_url(EXAMPLE.parent) == f"sqlite:///{EXAMPLE.parent / 'var' / 'farmctl.db'}"
+    )
 
 
 def _field_names(model: type[BaseModel]) -> set[str]:
@@ -44,7 +46,11 @@ def _field_names(model: type[BaseModel]) -> set[str]:
         names.add(name)
         for arg in [field.annotation, *get_args(field.annotation)]:
             for inner in [arg, *get_args(arg)]:
-                if isinstance(inner, type) and issubclass(inner, BaseModel) and inner is not SecretRef:
+                if (
+                    isinstance(inner, type)
+                    and issubclass(inner, BaseModel)
+                    and inner is not SecretRef
+                ):
                     names |= _field_names(inner)
     return names
 
@@ -77,10 +83,15 @@ def _broken_copy(tmp_path: Path) -> Path:
     text = EXAMPLE.read_text()
     text = text.replace('address = "127.0.0.1:40002"', 'address = "127.0.0.300:40002"')
     text = text.replace("port = 1883", "port = 99999")
-    text = text.replace('name = "m50s-01"\nsite = "west"\nrack = "rack-b"', 'name = "m50s-01"\nsite = "west"\nrack = "rack-z"')
+    text = text.replace(
+        'name = "m50s-01"\nsite = "west"\nrack = "rack-b"',
+        'name = "m50s-01"\nsite = "west"\nrack = "rack-z"',
+    )
     text = text.replace("momentum_strength = 0.5", "momentum_strenght = 0.5")
     text = text.replace("dry_run = true ", 'dry_run = "maybe" ')
-    text = text.replace('site = "west"\naddress = "127.0.0.1:40080"', 'site = "east"\naddress = "127.0.0.1:40080"')
+    text = text.replace(
+        'site = "west"\naddress = "127.0.0.1:40080"', 'site = "east"\naddress = "127.0.0.1:40080"'
+    )
     path = tmp_path / "broken.toml"
     path.write_text(text)
     return path

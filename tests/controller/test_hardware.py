@@ -59,7 +59,9 @@ def test_lookup_tolerates_firmware_spellings(reported: str, expected: str) -> No
     assert model is not None and model.model == expected
 
 
-@pytest.mark.parametrize("unknown", ["Antminer L3+", "S19j", "S19 Pro Max", "Antminer S23", "", None])
+@pytest.mark.parametrize(
+    "unknown", ["Antminer L3+", "S19j", "S19 Pro Max", "Antminer S23", "", None]
+)
 def test_lookup_returns_nothing_for_unknown_names(unknown: str | None) -> None:
     assert hardware.lookup(unknown) is None
 
@@ -78,7 +80,9 @@ def test_cli_hardware_list_and_show() -> None:
     assert result.exit_code == 0
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == len(hardware.catalog())
-    assert {"model": "Antminer S21", "hashrate_ths": 200.0, "power_w": 3500.0}.items() <= rows[6].items()
+    assert {"model": "Antminer S21", "hashrate_ths": 200.0, "power_w": 3500.0}.items() <= rows[
+        6
+    ].items()
     table = runner.invoke(app, ["hardware", "list"])
     assert "Antminer S19j Pro" in table.stdout and "30.5" in table.stdout
     shown = runner.invoke(app, ["hardware", "show", "S19JPRO"])
