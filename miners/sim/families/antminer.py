@@ -95,7 +95,7 @@ class AntminerFamily(RpcFamily):
 
     def stats(self, rig: SimRig, _: str | None, now: float) -> Reply:
         m = rig.model
-        boards = rig.boards_present()
+        boards = rig.boards_present()  # a dead chain still has its slot, with 0 ASICs found
         total = ghs(rig.hashrate_ths(now))
         per_board = total / boards if boards else 0.0
         s: dict[str, Any] = {
@@ -110,40 +110,38 @@ class AntminerFamily(RpcFamily):
             "GHS av": total,
             "rate_30m": total,
             "Mode": 2,
-            "miner_count": boards,
+            "miner_count": m.boards,
             "frequency": 525,
             "fan_num": m.fans,
         }
         for f in range(m.fans):
             s[f"fan{f + 1}"] = rig.fan_rpm(f, now)
-        s["temp_num"] = boards
+        s["temp_num"] = m.boards
+        temps = [int(rig.board_temp_c(b, now)) if b < boards else 0 for b in range(4)]
         for b in range(4):
-            present = b < boards
-            t = int(rig.board_temp_c(b, now)) if present else 0
-            s[f"temp{b + 1}"] = t
-            s[f"temp2_{b + 1}"] = t + 5 if present else 0
+            s[f"temp{b + 1}"] = temps[b]
+            s[f"temp2_{b + 1}"] = temps[b] + 5 if temps[b] else 0
         for b in range(4):
-            t = int(rig.board_temp_c(b, now)) if b < boards else 0
-            pcb = f"{t - 13}-{t - 29}-{t}-{t - 10}" if t else "0-0-0-0"
-            chip = f"{t - 8}-{t - 24}-{t + 5}-{t - 5}" if t else "0-0-0-0"
-            s[f"temp_pcb{b + 1}"] = pcb
-            s[f"temp_chip{b + 1}"] = chip
+            t = temps[b]
+            s[f"temp_pcb{b + 1}"] = f"{t - 13}-{t - 29}-{t}-{t - 10}" if t else "0-0-0-0"
+            s[f"temp_chip{b + 1}"] = f"{t - 8}-{t - 24}-{t + 5}-{t - 5}" if t else "0-0-0-0"
         s["total_rateideal"] = ghs(m.nominal_ths * rig.power_scale())
         s["rate_unit"] = "GH"
         s["total_freqavg"] = 525
         s["total_acn"] = m.chips_per_board * boards
         s["total rate"] = total
-        s["temp_max"] = max((int(rig.board_temp_c(b, now)) for b in range(boards)), default=0)
+        s["temp_max"] = max(temps)
         s["no_matching_work"] = 1
-        overheat = s["temp_max"] >= 88
+        mark = "xxx" if max(temps) >= 88 else "ooo"
         for b in range(4):
-            present = b < boards
-            s[f"chain_acn{b + 1}"] = m.chips_per_board if present else 0
-            mark = "xxx" if overheat else "ooo"
-            acs = " " + " ".join([mark] * (m.chips_per_board // 3)) if present else ""
+            in_slot = b < m.boards
+            alive = b < boards
+            s[f"chain_acn{b + 1}"] = m.chips_per_board if alive else 0
+            acs = " " + " ".join([mark] * (m.chips_per_board // 3)) if alive else ""
             s[f"chain_acs{b + 1}"] = acs
-            s[f"chain_hw{b + 1}"] = 1 if present else 0
-            s[f"chain_rate{b + 1}"] = f"{per_board:.2f}" if present else ""
+            s[f"chain_hw{b + 1}"] = 1 if alive else 0
+            rate = f"{per_board:.2f}" if alive else ("0.00" if in_slot else "")
+            s[f"chain_rate{b + 1}"] = rate
         for b in range(4):
             s[f"freq{b + 1}"] = 525 if b < boards else 0
         s["miner_version"] = m.firmware
