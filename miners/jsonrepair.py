@@ -1,0 +1,385 @@
+"""Lenient JSON for rig replies: strict parse first, then named repair rules for real firmware faults.
+
+Every rule is a small function over a token list. The lexer keeps each string literal as one
+token, so rules that fix structure never see (or change) the content of a valid string; the two
+string rules only touch strings that are themselves invalid JSON (raw control characters, bad
+escapes). Rules run only when strict parsing failed, in registry order, and the names of those
+that changed something are returned so callers can log which fault a rig has.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["RULES", "JsonRepairError", "RepairRule", "loads_lenient", "repair_text"]
+
+
+class JsonRepairError(ValueError):
+    """The reply is not JSON even after every repair rule; says where it failed."""
+
+    def __init__(self, message: str, rules: list[str]) -> None:
+        super().__init__(message)
+        self.rules = rules
+
+
+# Token kinds: "s" string literal (with quotes), "p" punctuation ({}[],:), "l" bare literal
+# (number, true/false/null, nan, garbage words), "u" an unterminated string at end of input,
+# "n" a NUL byte outside strings.
+Token = tuple[str, str]
+
+_PUNCT = frozenset("{}[],:")
+_WS = frozenset(" \t\r\n")
+_OPEN = {"{": "}", "[": "]"}
+_VALUE_END = frozenset("}]")
+_VALID_ESCAPES = frozenset('"\\/bfnrtu')
+_NONFINITE = frozenset(
+    {"nan", "-nan", "+nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"}
+)
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
+_CONTROL = re.compile(r"[\x00-\x1f]")
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard constant {name}")
+
+
+def _strict(text: str) -> Any:
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in _WS:
+            i += 1
+        elif ch in _PUNCT:
+            tokens.append(("p", ch))
+            i += 1
+        elif ch == '"':
+            j = i + 1
+            while j < n:
+                c = text[j]
+                if c == "\\":
+                    j += 2
+                    continue
+                if c == '"':
+                    break
+                j += 1
+            if j >= n:
+                tokens.append(("u", text[i:]))
+                i = n
+            else:
+                tokens.append(("s", text[i : j + 1]))
+                i = j + 1
+        elif ch == "\x00":
+            tokens.append(("n", ch))
+            i += 1
+        else:
+            j = i + 1
+            while j < n and text[j] not in _WS and text[j] not in _PUNCT and text[j] not in '"\x00':
+                j += 1
+            tokens.append(("l", text[i:j]))
+            i = j
+    return tokens
+
+
+def _is_value_start(tok: Token) -> bool:
+    return tok[0] in "slu" or tok[1] in _OPEN
+
+
+def _is_value_end(tok: Token) -> bool:
+    return tok[0] in "sl" or (tok[0] == "p" and tok[1] in _VALUE_END)
+
+
+def _valid_literal(text: str) -> bool:
+    return text in ("true", "false", "null") or _NUMBER.match(text) is not None
+
+
+# --- rules: each takes the token list and returns a new list, or None when it does not apply ---
+
+
+def rule_nul_bytes(tokens: list[Token]) -> list[Token] | None:
+    """NUL bytes outside strings (the cgminer wire terminator, padding) are dropped."""
+    if not any(kind == "n" for kind, _ in tokens):
+        return None
+    return [tok for tok in tokens if tok[0] != "n"]
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    ch = match.group(0)
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch, f"\\u{ord(ch):04x}")
+
+
+def rule_raw_control_chars(tokens: list[Token]) -> list[Token] | None:
+    """Raw newlines, tabs and other control characters inside strings are escaped."""
+    changed = False
+    out: list[Token] = []
+    for kind, text in tokens:
+        if kind in "su" and _CONTROL.search(text):
+            text = _CONTROL.sub(_escape_control, text)
+            changed = True
+        out.append((kind, text))
+    return out if changed else None
+
+
+def _fix_escapes(body: str) -> str:
+    parts: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        ch = body[i]
+        if ch != "\\":
+            parts.append(ch)
+            i += 1
+            continue
+        nxt = body[i + 1] if i + 1 < n else ""
+        if nxt == "'":
+            parts.append("'")  # \' is a C-ism: the firmware meant a plain quote
+        elif nxt == "u" and _HEX4.fullmatch(body[i + 2 : i + 6]):
+            parts.append(body[i : i + 6])
+            i += 6
+            continue
+        elif nxt in _VALID_ESCAPES and nxt != "u":
+            parts.append(body[i : i + 2])
+        else:
+            parts.append("\\\\" + nxt)  # keep the backslash the firmware wrote, literally
+        i += 2
+    return "".join(parts)
+
+
+def _has_bad_escape(body: str) -> bool:
+    i, n = 0, len(body)
+    while i < n:
+        if body[i] == "\\":
+            nxt = body[i + 1] if i + 1 < n else ""
+            if nxt == "u":
+                if not _HEX4.fullmatch(body[i + 2 : i + 6]):
+                    return True
+                i += 6
+                continue
+            if nxt not in _VALID_ESCAPES:
+                return True
+            i += 2
+        else:
+            i += 1
+    return False
+
+
+def rule_invalid_escapes(tokens: list[Token]) -> list[Token] | None:
+    """`\\'` becomes `'`; any other invalid escape keeps its backslash as a literal character."""
+    changed = False
+    out: list[Token] = []
+    for kind, text in tokens:
+        if kind == "s" and "\\" in text and _has_bad_escape(text[1:-1]):
+            text = '"' + _fix_escapes(text[1:-1]) + '"'
+            changed = True
+        elif kind == "u" and "\\" in text:
+            body = text[1:]
+            if body.endswith("\\") and not body.endswith("\\\\"):
+                body = body[:-1]  # a truncated escape cannot be completed
+            fixed = _fix_escapes(body)
+            if fixed != text[1:]:
+                text = '"' + fixed
+                changed = True
+        out.append((kind, text))
+    return out if changed else None
+
+
+def rule_nonfinite_numbers(tokens: list[Token]) -> list[Token] | None:
+    """Bare `nan`, `inf`, `-nan`, `NaN`, `Infinity` become null (no usable reading)."""
+    changed = False
+    out: list[Token] = []
+    for kind, text in tokens:
+        if kind == "l" and text.lower() in _NONFINITE:
+            out.append(("l", "null"))
+            changed = True
+        else:
+            out.append((kind, text))
+    return out if changed else None
+
+
+def rule_leading_garbage(tokens: list[Token]) -> list[Token] | None:
+    """Anything before the first `{` or `[` (banners, stray bytes) is dropped."""
+    for idx, (kind, text) in enumerate(tokens):
+        if kind == "p" and text in _OPEN:
+            return tokens[idx:] if idx else None
+    return None
+
+
+def _top_level_end(tokens: list[Token]) -> int | None:
+    """Index just after the first complete top-level container, or None when it never closes."""
+    if not tokens or tokens[0][1] not in _OPEN or tokens[0][0] != "p":
+        return None
+    depth = 0
+    for idx, (kind, text) in enumerate(tokens):
+        if kind != "p":
+            continue
+        if text in _OPEN:
+            depth += 1
+        elif text in _VALUE_END:
+            depth -= 1
+            if depth == 0:
+                return idx + 1
+    return None
+
+
+def rule_trailing_garbage(tokens: list[Token]) -> list[Token] | None:
+    """Anything after the top-level object or array closes (a second document, junk) is dropped."""
+    end = _top_level_end(tokens)
+    if end is None or end == len(tokens):
+        return None
+    return tokens[:end]
+
+
+def _open_stack(tokens: list[Token]) -> list[str]:
+    stack: list[str] = []
+    for kind, text in tokens:
+        if kind != "p":
+            continue
+        if text in _OPEN:
+            stack.append(text)
+        elif text in _VALUE_END and stack:
+            stack.pop()
+    return stack
+
+
+def rule_truncated(tokens: list[Token]) -> list[Token] | None:
+    """A reply cut short: close the open string, drop a dangling key or comma, close brackets."""
+    stack = _open_stack(tokens)
+    unterminated = bool(tokens) and tokens[-1][0] == "u"
+    if not stack and not unterminated:
+        return None
+    out = list(tokens)
+    if unterminated:
+        out[-1] = ("s", out[-1][1] + '"')
+    while out:
+        kind, text = out[-1]
+        prev = out[-2] if len(out) > 1 else ("p", "")
+        if kind == "p" and text == ",":
+            out.pop()
+        elif kind == "p" and text == ":":
+            out.pop()
+            if out and out[-1][0] == "s":
+                out.pop()  # the key whose value never arrived
+        elif kind == "l" and not _valid_literal(text):
+            out.pop()  # half a number or a cut `tru`
+        elif kind == "s" and stack and stack[-1] == "{" and prev[0] == "p" and prev[1] in "{,":
+            out.pop()  # a key with no colon yet
+        else:
+            break
+    out.extend(("p", _OPEN[opener]) for opener in reversed(stack))
+    return out
+
+
+def rule_missing_commas(tokens: list[Token]) -> list[Token] | None:
+    """Two values side by side inside a container (`}{`, `] [`, `"a" "b"`) get a comma."""
+    changed = False
+    out: list[Token] = []
+    depth = 0
+    for tok in tokens:
+        if out and depth > 0 and _is_value_end(out[-1]) and _is_value_start(tok):
+            out.append(("p", ","))
+            changed = True
+        if tok[0] == "p":
+            if tok[1] in _OPEN:
+                depth += 1
+            elif tok[1] in _VALUE_END:
+                depth -= 1
+        out.append(tok)
+    return out if changed else None
+
+
+def rule_extra_commas(tokens: list[Token]) -> list[Token] | None:
+    """Leading, doubled and trailing commas in arrays and objects are dropped."""
+    changed = False
+    out: list[Token] = []
+    for tok in tokens:
+        if tok == ("p", ","):
+            if out and out[-1][0] == "p" and out[-1][1] in "{[,":
+                changed = True
+                continue
+        elif tok[0] == "p" and tok[1] in _VALUE_END and out and out[-1] == ("p", ","):
+            out.pop()
+            changed = True
+        out.append(tok)
+    return out if changed else None
+
+
+@dataclass(frozen=True, slots=True)
+class RepairRule:
+    """One named repair: `apply(tokens)` returns the repaired tokens or None when not needed."""
+
+    name: str
+    description: str
+    apply: Callable[[list[Token]], list[Token] | None]
+
+
+RULES: tuple[RepairRule, ...] = (
+    RepairRule("nul_bytes", "NUL bytes outside strings are dropped", rule_nul_bytes),
+    RepairRule(
+        "raw_control_chars", "raw newlines/control chars in strings escaped", rule_raw_control_chars
+    ),
+    RepairRule("invalid_escapes", "\\' and other invalid escapes fixed", rule_invalid_escapes),
+    RepairRule("nonfinite_numbers", "bare nan/inf become null", rule_nonfinite_numbers),
+    RepairRule("leading_garbage", "text before the first { or [ dropped", rule_leading_garbage),
+    RepairRule("trailing_garbage", "text after the top-level value dropped", rule_trailing_garbage),
+    RepairRule("truncated", "cut-off reply closed", rule_truncated),
+    RepairRule("missing_commas", "comma inserted between adjacent values", rule_missing_commas),
+    RepairRule("extra_commas", "leading/doubled/trailing commas dropped", rule_extra_commas),
+)
+
+
+def _serialize(tokens: list[Token]) -> str:
+    # A space between tokens keeps two literals from fusing; JSON ignores it.
+    return " ".join(text for _, text in tokens)
+
+
+def repair_text(text: str) -> tuple[str, list[str]]:
+    """Run every rule over `text` (no strict attempt first); return the text and rules applied."""
+    tokens = _tokenize(text)
+    applied: list[str] = []
+    for rule in RULES:
+        fixed = rule.apply(tokens)
+        if fixed is not None:
+            tokens = fixed
+            applied.append(rule.name)
+    return _serialize(tokens), applied
+
+
+def _decode(raw: bytes | str) -> tuple[str, list[str]]:
+    if isinstance(raw, str):
+        return raw, []
+    try:
+        return raw.decode("utf-8"), []
+    except UnicodeDecodeError:
+        # Some firmwares put Latin-1 degree signs in text fields; every byte maps in Latin-1.
+        return raw.decode("latin-1"), ["latin1_bytes"]
+
+
+def loads_lenient(raw: bytes | str) -> tuple[Any, list[str]]:
+    """Parse a rig reply: strict JSON when valid, else repaired; returns (value, rules applied).
+
+    Raises `JsonRepairError` (a ValueError) when the text cannot be read even after repair.
+    """
+    text, applied = _decode(raw)
+    try:
+        return _strict(text), applied
+    except ValueError as strict_error:
+        first_error = strict_error
+    repaired, rules = repair_text(text)
+    applied.extend(rules)
+    try:
+        return _strict(repaired), applied
+    except ValueError as exc:
+        snippet = text[:80].replace("\n", "\\n")
+        raise JsonRepairError(
+            f"unreadable JSON ({first_error}); after repairs {applied or 'none'}: {exc}; "
+            f"starts {snippet!r}",
+            applied,
+        ) from exc

@@ -1,0 +1,158 @@
+"""Stock Antminer (bmminer/cgminer, also vnish) `stats`: chains, temperatures, fans, chips, power.
+
+Layout: STATS[0] holds Type/Miner/CompileTime; STATS[1] holds the per-chain keys with a slot
+suffix (`chain_rate6`, `temp2_6`, `chain_acs6`...). A slot is a board when it has detected chips
+(`chain_acn`) or a rate. Rules:
+- rates are in `rate_unit` (default GH); Bitmain's scrypt L-series writes MH/s under GHS keys,
+  so for `Antminer L*` models the GHS values are read as MH/s;
+- board temp = `temp{n}` (PCB), chip temp = `temp2_{n}`, falling back to the max of the
+  dash-joined `temp_pcb{n}` / `temp_chip{n}` strings when the scalar is absent or 0;
+- chips = count of 'o' in `chain_acs{n}`; expected_chips = all marks (= `chain_acn{n}`);
+  'x' (or '-') marks a chip that stopped answering and is reported in errors;
+- hashrate = `GHS 5s`, or the sum of chain rates when that reads 0 while chains hash;
+- fans: the non-zero `fan{n}` in slot order, padded with 0 rpm up to `fan_num`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from miners.parsers.base import StatusBuilder, integer, num, positive, scaled, text, unit_scale
+from miners.parsers.cgminer import parse_version_row, rows_or_none
+
+_SLOT = re.compile(r"^chain_acn(\d+)$")
+_FAN = re.compile(r"^fan(\d+)$")
+
+
+def _is_scrypt(model: str | None) -> bool:
+    return bool(model and re.match(r"Antminer L\d", model))
+
+
+def _dash_max(value: Any) -> float | None:
+    """Max of a dash-joined sensor string like "75-59-88-78" (zeros mean no sensor)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    readings = [float(part) for part in value.split("-") if part.strip()]
+    return positive(max(readings)) if readings else None
+
+
+def _slots(row: dict[str, Any]) -> list[int]:
+    slots = []
+    for key in row:
+        match = _SLOT.match(key)
+        if match:
+            slot = int(match.group(1))
+            acn = integer(row.get(key)) or 0
+            rate = row.get(f"chain_rate{slot}")
+            if acn > 0 or (rate not in (None, "") and (num(rate) or 0) > 0):
+                slots.append(slot)
+    return sorted(slots)
+
+
+def _fans(row: dict[str, Any]) -> list[int]:
+    fan_slots = sorted((int(m.group(1)), key) for key in row if (m := _FAN.match(key)))
+    fans = [rpm for _, key in fan_slots if (rpm := integer(row[key]) or 0) > 0]
+    declared = integer(row.get("fan_num")) or 0
+    return fans + [0] * max(0, declared - len(fans))
+
+
+def parse_stats(reply: Any, b: StatusBuilder, command: str = "stats") -> None:
+    """Antminer `stats`: model, hashrate, expected hashrate, boards, fans, power, uptime."""
+    rows = rows_or_none(reply, "STATS", command, b)
+    if not rows:
+        return
+    for row in rows:
+        if "Type" in row:
+            parse_version_row(row, b, command)
+    data = next((row for row in rows if any(k.startswith("chain_") for k in row)), None)
+    if data is None:
+        b.error(f"{command}: no chain data in STATS")
+        return
+    b.set("make", "Bitmain")
+    model = b.status.model or text(data.get("Type"))
+    scale = 1e-6 if _is_scrypt(model) else unit_scale(text(data.get("rate_unit")))
+    scale_label = "MH (scrypt model)" if _is_scrypt(model) else (data.get("rate_unit") or "GH")
+
+    with b.guard(command, "hashrate"):
+        current = num(data.get("GHS 5s"))
+        if not current:
+            # Some cgminer 4.9 builds leave GHS 5s at "0.00" while every chain reports a rate.
+            chain_sum = sum(num(data.get(f"chain_rate{slot}")) or 0.0 for slot in _slots(data))
+            current = chain_sum if chain_sum > 0 else current
+        b.set("hashrate_ths", None if current is None else scaled(current, scale))
+    with b.guard(command, "average hashrate"):
+        average = num(data.get("GHS av"))
+        b.set("hashrate_avg_ths", None if average is None else scaled(average, scale))
+    with b.guard(command, "expected hashrate"):
+        ideal = positive(num(data.get("total_rateideal")))
+        b.set("expected_hashrate_ths", None if ideal is None else round(ideal * scale, 6))
+    with b.guard(command, "uptime"):
+        b.set("uptime_s", integer(data.get("Elapsed")))
+    with b.guard(command, "fans"):
+        b.set_list("fans_rpm", _fans(data))
+    b.extra("rate_unit", scale_label)
+
+    power = 0.0
+    power_seen = False
+    dead_chains: list[str] = []
+    hottest: float | None = None
+    for slot in _slots(data):
+        board = b.board(f"chain{slot}")
+        label = f"chain {slot}"
+        with b.guard(command, f"{label} hashrate"):
+            rate = num(data.get(f"chain_rate{slot}"))
+            b.set_board(board, "hashrate_ths", None if rate is None else scaled(rate, scale))
+        with b.guard(command, f"{label} temperature"):
+            temp = positive(num(data.get(f"temp{slot}")))
+            b.set_board(board, "temp_c", temp or _dash_max(data.get(f"temp_pcb{slot}")))
+        with b.guard(command, f"{label} chip temperature"):
+            chip = positive(num(data.get(f"temp2_{slot}")))
+            b.set_board(board, "chip_temp_c", chip or _dash_max(data.get(f"temp_chip{slot}")))
+            if board.chip_temp_c is not None:
+                hottest = max(hottest or board.chip_temp_c, board.chip_temp_c)
+        with b.guard(command, f"{label} chips"):
+            acn = integer(data.get(f"chain_acn{slot}"))
+            marks = str(data.get(f"chain_acs{slot}") or "").replace(" ", "")
+            if marks:
+                alive = marks.count("o")
+                b.set_board(board, "chips", alive)
+                b.set_board(board, "expected_chips", len(marks))
+                bad = len(marks) - alive
+                if bad:
+                    b.error(f"{label}: {bad} of {len(marks)} chips not responding ('x')")
+                    if alive == 0:
+                        dead_chains.append(label)
+            else:
+                b.set_board(board, "chips", acn)
+        with b.guard(command, f"{label} power"):
+            watts = positive(num(data.get(f"chain_consumption{slot}")))
+            if watts is not None:
+                power += watts
+                power_seen = True
+        state = text(data.get(f"chain_bchips{slot}"))
+        if state:
+            b.extra(f"chain{slot}_state", state)
+    if power_seen:
+        b.set("power_w", power)
+        b.set("power_source", "reported")
+    if dead_chains:
+        reason = f"{len(dead_chains)} chain(s) with every chip not responding"
+        if hottest is not None:
+            reason += f", hottest chip {hottest:g} C"
+        b.fault(reason)
+
+
+def parse_devs(reply: Any, b: StatusBuilder, command: str = "devs") -> None:
+    """Stock `devs`: bmminer lists the control board as one pseudo-ASC `BTM_SOC` with zero
+    rates; it is not a hashboard, so it is skipped (per-chain data comes from `stats`)."""
+    from miners.parsers.cgminer import parse_devs as parse_cgminer_devs
+
+    rows = rows_or_none(reply, "DEVS", command, b)
+    if rows is None:
+        return
+    real = [row for row in rows if not str(row.get("Name", "")).startswith("BTM_SOC")]
+    if len(real) < len(rows):
+        b.extra("controller_device", "BTM_SOC (aggregate, not a hashboard)")
+    if real:
+        parse_cgminer_devs({"STATUS": reply.get("STATUS"), "DEVS": real}, b, command)
