@@ -127,7 +127,7 @@ def rig_key(status: RigStatus) -> str:
 
 
 def offline_status(target: Target, reason: str, last_good: RigStatus | None) -> RigStatus:
-    """A status for a rig that did not answer: identity kept, every live value cleared.
+    """A status for a rig without a good read: identity kept, every live value cleared.
 
     `last_seen` is the time of the last good read (None if never read).
     """
@@ -263,8 +263,11 @@ class FleetPoller:
             raise
         except Exception as exc:  # a driver bug or refused connection must not sink the fleet
             return self._offline(target, f"{type(exc).__name__}: {exc}")
-        if status.state == "offline":
-            return self._offline(target, status.state_reason or "rig reported offline")
+        if status.state in ("offline", "error"):
+            # not a good read: identity and last_seen come from the last good one, no values
+            failed = self._offline(target, status.state_reason or f"rig {status.state}")
+            failed.state = status.state
+            return failed
         status.ip, status.port = target.host, target.port
         status.last_seen = self._clock()
         self._remember(target, status)
@@ -315,6 +318,16 @@ class FleetPoller:
             if status is None:
                 deadline_hit = True
                 status = self._offline(target, "fleet poll deadline reached")
+            elif (
+                status.state in ("offline", "error")
+                and status.mac
+                and self._target_by_key.get(status.mac.lower()) not in (None, target)
+            ):
+                # the rig answered at another address in this same poll: this one is not it
+                self._key_by_target.pop(target, None)
+                state = status.state
+                status = offline_status(target, status.state_reason or "no reply", None)
+                status.state = state
             out.append(status)
         online = sum(1 for s in out if s.state != "offline")
         self.stats = PollStats(

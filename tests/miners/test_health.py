@@ -110,7 +110,9 @@ def test_overheat_uses_the_model_limit_or_the_default() -> None:
     cool_boards = [BoardStatus(i, 36.0, 60.0, 70.0) for i in range(3)]
     assert rule.check(s19pro(boards=cool_boards)) is False
     assert rule.check(s19pro(boards=[])) is None
-    monitor = HealthMonitor([Overheat(limits={"Antminer S19 Pro": 95.0}, window=timedelta(minutes=2))])
+    monitor = HealthMonitor(
+        [Overheat(limits={"Antminer S19 Pro": 95.0}, window=timedelta(minutes=2))]
+    )
     assert monitor.evaluate([hot], at(0)) == []
     assert [e.kind for e in monitor.evaluate([hot], at(2))] == ["fired"]
 
@@ -137,7 +139,10 @@ def test_pool_hijack_by_url_and_by_worker_account() -> None:
     wrong_port = s19pro(pools=[PoolStatus("stratum+tcp://aaa:3333", "aaa.226x94", "Alive")])
     assert rule.check(wrong_port) == "pool stratum+tcp://aaa:3333 not allowed"
     stolen = s19pro(pools=[PoolStatus("stratum+tcp://bbb:6000", "thief.1", "Alive")])
-    assert rule.check(stolen) == "worker 'thief.1' on stratum+tcp://bbb:6000 not under an allowed account"
+    assert (
+        rule.check(stolen)
+        == "worker 'thief.1' on stratum+tcp://bbb:6000 not under an allowed account"
+    )
     monitor = HealthMonitor([rule])  # window 0: fires on the first poll
     assert [e.rule for e in monitor.evaluate([hijacked], at(0))] == ["pool_hijack"]
 
