@@ -51,7 +51,7 @@ def text(value: Any) -> str | None:
     """A stripped non-empty string, or None."""
     if value is None:
         return None
-    out = str(value).strip().strip("'").strip()
+    out = str(value).strip()
     return out or None
 
 

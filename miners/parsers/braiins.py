@@ -65,13 +65,10 @@ def parse_tunerstatus(reply: Any, b: StatusBuilder, command: str = "tunerstatus"
     b.extra("dynamic_power_scaling", text(row.get("DynamicPowerScaling")))
     chains = row.get("TunerChainStatus")
     if isinstance(chains, list):
-        for chain in chains:
-            if not isinstance(chain, dict):
-                continue
-            board = b.board(chain.get("HashchainIndex"))
-            b.extra(f"board{board.index}_tuner", text(chain.get("Status")))
-            with b.guard(command, f"board {board.index} power"):
+        # Extras only: a tuner entry alone says nothing about a board's hashrate or health.
+        for position, chain in enumerate(c for c in chains if isinstance(c, dict)):
+            b.extra(f"board{position}_tuner", text(chain.get("Status")))
+            with b.guard(command, f"board {position} power"):
                 b.extra(
-                    f"board{board.index}_power_w",
-                    num(chain.get("ApproximatePowerConsumptionWatt")),
+                    f"board{position}_power_w", num(chain.get("ApproximatePowerConsumptionWatt"))
                 )

@@ -161,7 +161,8 @@ def parse_summary(reply: Any, b: StatusBuilder, command: str = "summary") -> Non
         mac = text(row.get("MAC"))
         b.set("mac", mac.upper() if mac else None)
     with b.guard(command, "firmware"):
-        b.set("firmware", text(row.get("Firmware Version")))
+        # btminer wraps the version in single quotes: "'20201202.22.REL'"
+        b.set("firmware", text(str(row.get("Firmware Version") or "").strip("'")))
     with b.guard(command, "expected hashrate"):
         factory = positive(num(row.get("Factory GHS")))
         b.set("expected_hashrate_ths", None if factory is None else factory / 1000)
