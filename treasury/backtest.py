@@ -129,6 +129,16 @@ def indicators(close: np.ndarray, params: StrategyParams) -> Indicators:
     return Indicators(pmin, pmax, avg)
 
 
+def sell_fill(
+    qty: float, open_price: float, slippage: float, fee: float
+) -> tuple[float, float, float]:
+    """Selling `qty` coins at a bar's open: (fill price, net fiat received, fee paid)."""
+    price = open_price * (1.0 - slippage)
+    notional = qty * price
+    cost = notional * fee
+    return price, notional - cost, cost
+
+
 def _simulate(
     open_: np.ndarray,
     close: np.ndarray,
@@ -169,11 +179,9 @@ def _simulate(
         if pending != 0.0:
             if pending > 0.0:
                 qty = pending if pending < coins else coins
-                price = open_[t] * (1.0 - slippage)
-                notional = qty * price
-                cost = notional * fee
+                price, net, cost = sell_fill(qty, open_[t], slippage, fee)
                 coins -= qty
-                fiat += notional - cost
+                fiat += net
                 signed = qty
             else:
                 price = open_[t] * (1.0 + slippage)
@@ -306,14 +314,24 @@ def _compiled() -> dict[str, Any]:
     for name in ("target_fiat_weight_scalar", "coins_for_target"):
         ns_strategy[name] = numba.njit(cache=True)(_rebind(getattr(strategy, name), ns_strategy))
     ns = dict(globals())
+    ns["sell_fill"] = numba.njit(cache=True)(sell_fill)
     ns["target_fiat_weight_scalar"] = ns_strategy["target_fiat_weight_scalar"]
     ns["coins_for_target"] = ns_strategy["coins_for_target"]
     kernel = numba.njit(cache=True, nogil=True)(_rebind(_simulate, ns))
     ns["simulate_kernel"] = kernel
     ns["prange"] = numba.prange
     sweep = numba.njit(cache=True, parallel=True)(_rebind(_sweep, ns))
-    _COMPILED.update(simulate=kernel, sweep=sweep, strategy=ns_strategy)
+    _COMPILED.update(simulate=kernel, sweep=sweep, strategy=ns_strategy, namespace=ns)
     return _COMPILED
+
+
+def compile_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """numba-compile another loop (e.g. a baseline) against the compiled `sell_fill`."""
+    import numba
+
+    ns = dict(fn.__globals__)
+    ns["sell_fill"] = _compiled()["namespace"]["sell_fill"]
+    return numba.njit(cache=True, nogil=True)(_rebind(fn, ns))
 
 
 simulate_python = _simulate
