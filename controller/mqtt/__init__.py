@@ -1,0 +1,1 @@
+"""The controller's MQTT side: client wrapper, outbox, dedup, telemetry ingest, bridge to operators and Home Assistant."""

@@ -1,0 +1,316 @@
+"""One paho-mqtt 2.x client the way the controller needs it.
+
+MQTT v5, callback API version 2, a stable client id, `clean_start=False` with a session expiry
+so the broker keeps our subscriptions and queued QoS 1 messages while we are away, automatic
+reconnect with backoff, and an alert when a reconnect finds that the broker lost our session
+(messages queued for us during the gap are gone; the operator must know).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+logger = logging.getLogger(__name__)
+
+MessageHandler = Callable[[paho.MQTTMessage], None]
+PublishListener = Callable[[int, ReasonCode], None]
+
+
+class MqttNotConnected(RuntimeError):
+    """The broker did not accept our connection in time."""
+
+
+@dataclass(slots=True)
+class MqttSettings:
+    """Where and how to connect. The password never appears in repr or logs."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "farmctl-controller"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    keepalive_s: int = 30
+    session_expiry_s: int = 7 * 24 * 3600
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    # paho's own queue of QoS>0 messages is a backstop; the outbox table is the real buffer
+    max_queued_messages: int = 1000
+    max_inflight_messages: int = 100
+
+
+def make_paho_client(
+    settings: MqttSettings,
+    *,
+    manual_ack: bool = False,
+    will: tuple[str, bytes | str, int, bool] | None = None,
+) -> paho.Client:
+    """A configured (not yet connected) paho client: v5, callback API v2, credentials, TLS, will."""
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=settings.client_id,
+        protocol=paho.MQTTv5,
+        manual_ack=manual_ack,
+    )
+    if settings.username is not None:
+        client.username_pw_set(settings.username, settings.password)
+    if settings.tls:
+        client.tls_set(
+            ca_certs=settings.ca_file,
+            certfile=settings.cert_file,
+            keyfile=settings.key_file,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+    if will is not None:
+        topic, payload, qos, retain = will
+        client.will_set(topic, payload, qos=qos, retain=retain)
+    client.reconnect_delay_set(
+        min_delay=max(1, int(settings.reconnect_min_s)), max_delay=int(settings.reconnect_max_s)
+    )
+    client.max_queued_messages_set(settings.max_queued_messages)
+    client.max_inflight_messages_set(settings.max_inflight_messages)
+    return client
+
+
+def connect_properties(settings: MqttSettings) -> Properties:
+    """CONNECT properties: the session outlives the connection by `session_expiry_s`."""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = settings.session_expiry_s
+    # Receive Maximum: how many unacknowledged QoS 1 messages the broker may send us at once.
+    props.ReceiveMaximum = 65535
+    return props
+
+
+class MqttClient:
+    """Persistent-session MQTT client running paho's network loop in a background thread.
+
+    Handlers are called in paho's thread and must be quick; an exception in a handler is
+    logged and the message dropped, never propagated (a bad payload must not kill the link).
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        on_session_lost: Callable[[], None] | None = None,
+        will: tuple[str, bytes | str, int, bool] | None = None,
+        manual_ack: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.client = make_paho_client(settings, manual_ack=manual_ack, will=will)
+        self._on_session_lost = on_session_lost
+        self._subscriptions: list[tuple[str, int, MessageHandler]] = []
+        self._publish_listeners: list[PublishListener] = []
+        self._connect_listeners: list[Callable[[bool], None]] = []
+        self._connected = threading.Event()
+        self._lock = threading.Lock()
+        self._ever_connected = False
+        self.session_lost_count = 0
+        self.connect_count = 0
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background; paho keeps reconnecting with backoff until `stop()`."""
+        self.client.connect_async(
+            self.settings.host,
+            self.settings.port,
+            keepalive=self.settings.keepalive_s,
+            clean_start=False,
+            properties=connect_properties(self.settings),
+        )
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect cleanly (the session is kept by the broker for `session_expiry_s`)."""
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._connected.clear()
+
+    def wait_connected(self, timeout: float = 10.0) -> None:
+        """Block until connected; raises `MqttNotConnected` naming the broker when it times out."""
+        if not self._connected.wait(timeout):
+            raise MqttNotConnected(
+                f"MQTT broker {self.settings.host}:{self.settings.port} did not accept "
+                f"client_id={self.settings.client_id} within {timeout:.1f}s"
+            )
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is up."""
+        return self._connected.is_set()
+
+    # ---- registration ----------------------------------------------------------------------
+    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
+        """Route messages matching `topic_filter` to `handler`; (re)subscribed on every new session."""
+        with self._lock:
+            self._subscriptions.append((topic_filter, qos, handler))
+        if self.connected:
+            self.client.subscribe(topic_filter, qos=qos)
+
+    def add_publish_listener(self, listener: PublishListener) -> None:
+        """Call `listener(mid, reason_code)` when the broker acknowledges one of our publishes."""
+        self._publish_listeners.append(listener)
+
+    def add_connect_listener(self, listener: Callable[[bool], None]) -> None:
+        """Call `listener(session_present)` after each successful connect (in paho's thread)."""
+        self._connect_listeners.append(listener)
+
+    # ---- publishing ------------------------------------------------------------------------
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        msg_id: str | None = None,
+    ) -> paho.MQTTMessageInfo:
+        """Publish; `msg_id` travels as the MQTT 5 user property `msg_id` for dedup downstream."""
+        props = None
+        if msg_id is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.UserProperty = ("msg_id", msg_id)
+        return self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+
+    def publish_if_connected(
+        self, topic: str, payload: bytes | str, *, qos: int = 0, retain: bool = False
+    ) -> bool:
+        """Publish only while connected, else drop: for state that is republished anyway.
+
+        Keeps memory bounded while the broker is away (nothing piles up in paho's queue).
+        """
+        if not self.connected:
+            return False
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # ---- paho callbacks (paho's thread) ----------------------------------------------------
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            logger.error(
+                "mqtt connect refused broker=%s:%s client_id=%s reason=%s",
+                self.settings.host,
+                self.settings.port,
+                self.settings.client_id,
+                reason_code,
+            )
+            return
+        self.connect_count += 1
+        session_present = bool(flags.session_present)
+        if self._ever_connected and not session_present:
+            self.session_lost_count += 1
+            logger.error(
+                "mqtt session lost on reconnect broker=%s:%s client_id=%s: messages queued "
+                "for us while disconnected are gone",
+                self.settings.host,
+                self.settings.port,
+                self.settings.client_id,
+            )
+            if self._on_session_lost is not None:
+                try:
+                    self._on_session_lost()
+                except Exception:
+                    logger.exception("mqtt session-lost alert handler failed")
+        self._ever_connected = True
+        logger.info(
+            "mqtt connected broker=%s:%s client_id=%s session_present=%s",
+            self.settings.host,
+            self.settings.port,
+            self.settings.client_id,
+            session_present,
+        )
+        if not session_present:
+            with self._lock:
+                subs = list(self._subscriptions)
+            for topic_filter, qos, _handler in subs:
+                client.subscribe(topic_filter, qos=qos)
+        self._connected.set()
+        for listener in self._connect_listeners:
+            try:
+                listener(session_present)
+            except Exception:
+                logger.exception("mqtt connect listener failed")
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._connected.clear()
+        logger.warning(
+            "mqtt disconnected broker=%s:%s client_id=%s reason=%s",
+            self.settings.host,
+            self.settings.port,
+            self.settings.client_id,
+            reason_code,
+        )
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        with self._lock:
+            subs = list(self._subscriptions)
+        for topic_filter, _qos, handler in subs:
+            if paho.topic_matches_sub(topic_filter, msg.topic):
+                try:
+                    handler(msg)
+                except Exception:
+                    logger.exception("mqtt handler failed topic=%s; message dropped", msg.topic)
+                return
+        logger.warning("mqtt message on unknown topic=%s dropped", msg.topic)
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        # Called under paho's outgoing-message lock: listeners must not call back into paho.
+        for listener in self._publish_listeners:
+            try:
+                listener(mid, reason_code)
+            except Exception:
+                logger.exception("mqtt publish listener failed mid=%d", mid)
+
+
+def message_id(msg: paho.MQTTMessage, payload: dict[str, Any] | None = None) -> str | None:
+    """The sender's message id: MQTT 5 user property `msg_id`, else the payload's `id` field."""
+    props = getattr(msg, "properties", None)
+    user_props = getattr(props, "UserProperty", None) if props is not None else None
+    if user_props:
+        for key, value in user_props:
+            if key == "msg_id":
+                return str(value)
+    if payload is not None:
+        value = payload.get("id")
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value)
+    return None
