@@ -179,3 +179,11 @@ async def make_driver(
         v3_port=v3_port,
         timeouts=timeouts,
     )
+
+
+async def detect_web_family(host: str, port: int = 80, *, timeout: float = 3.0) -> str | None:
+    """The family answering HTTP on host:port (AxeOS, stock Antminer web), None when none.
+
+    For a port known to be a web port: no cgminer-API probe, which an HTTP server never answers.
+    """
+    return await _probe_http(host, port, timeout)

@@ -9,6 +9,7 @@ answers there. Nothing is sent to a port in stage 1.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import socket
@@ -33,10 +34,17 @@ class Found:
     port: int
     family: str | None
     error: str | None = None
+    http_port: int | None = None  # the rig's web port when it also answered there
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict."""
-        return {"host": self.host, "port": self.port, "family": self.family, "error": self.error}
+        return {
+            "host": self.host,
+            "port": self.port,
+            "http_port": self.http_port,
+            "family": self.family,
+            "error": self.error,
+        }
 
 
 @dataclass(slots=True)
@@ -127,10 +135,49 @@ async def _bounded(
 
 
 async def default_identify(host: str, port: int) -> str | None:
-    """Firmware family at host:port via the detection of `miners.detect` (None when unknown)."""
-    from miners.detect import detect_family
+    """Firmware family at host:port via `miners.detect` (None when nothing we know answers).
 
-    return await detect_family(host, port)
+    The endpoint is identified on its own, by the cgminer API and by HTTP at the same time: an
+    HTTP server never answers an API request (that probe would only end at its read deadline).
+    """
+    from miners.detect import detect_family, detect_web_family
+
+    probes = [
+        asyncio.create_task(detect_family(host, port, http_port=port)),
+        asyncio.create_task(detect_web_family(host, port)),
+    ]
+    try:
+        for next_done in asyncio.as_completed(probes):
+            family = await next_done
+            if family is not None:
+                return family
+        return None
+    finally:
+        for probe in probes:
+            probe.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
+
+
+async def identify_web(host: str, port: int) -> str | None:
+    """Family behind a web port (80): HTTP probes only, an HTTP server never answers the API."""
+    from miners.detect import detect_web_family
+
+    return await detect_web_family(host, port)
+
+
+def _fold_web_ports(found: list[Found], http_ports: frozenset[int]) -> list[Found]:
+    """One entry per rig: a web port of a host whose RPC port is the same family folds into it."""
+    out = [f for f in found if f.family is None or f.port not in http_ports]
+    rpc_at = {(f.host, f.family): i for i, f in enumerate(out) if f.family is not None}
+    for f in found:
+        if f.family is None or f.port not in http_ports:
+            continue
+        i = rpc_at.get((f.host, f.family))
+        if i is not None and out[i].http_port is None:
+            out[i] = dataclasses.replace(out[i], http_port=f.port)
+        else:
+            out.append(f)  # a web-only rig (AxeOS) or a second web port
+    return out
 
 
 async def scan(
@@ -143,10 +190,13 @@ async def scan(
     stage2_deadline_s: float = 30.0,
     concurrency: int = 1024,
     identify_concurrency: int = 256,
+    http_ports: Iterable[int] = (80,),
 ) -> ScanReport:
     """Two-stage discovery over `targets` (see `miners.fleet.parse_targets`)."""
     items = list(dict.fromkeys(targets))
-    identify = identify or default_identify
+    web_ports = frozenset(http_ports)
+    identify_rpc = identify or default_identify
+    identify_http = identify or identify_web
     report = ScanReport(probed=len(items))
 
     started = time.perf_counter()
@@ -170,7 +220,8 @@ async def scan(
     async def ident(target: Target) -> Found:
         try:
             async with asyncio.timeout(identify_timeout_s):
-                family = await identify(target.host, target.port)
+                how = identify_http if target.port in web_ports else identify_rpc
+                family = await how(target.host, target.port)
             return Found(target.host, target.port, family)
         except TimeoutError:
             return Found(
@@ -184,10 +235,13 @@ async def scan(
     found, report.stage2_unfinished = await _bounded(
         report.open, ident, identify_concurrency, stage2_deadline_s
     )
-    report.found = [
-        f if isinstance(f, Found) else Found(t.host, t.port, None, "stage-2 deadline reached")
-        for t, f in zip(report.open, found, strict=True)
-    ]
+    report.found = _fold_web_ports(
+        [
+            f if isinstance(f, Found) else Found(t.host, t.port, None, "stage-2 deadline reached")
+            for t, f in zip(report.open, found, strict=True)
+        ],
+        web_ports,
+    )
     report.stage2_s = time.perf_counter() - started
     logger.info(
         "scan stage2 open=%d rigs=%d unfinished=%d elapsed_s=%.2f",
