@@ -150,7 +150,14 @@ class Remediator:
             del self._ladders[key]  # alert cleared: next time starts from the first step
         planned: list[PlannedAction] = []
         rigs_this_round: set[str] = set()
-        for (rig, rule), alert in sorted(active.items()):
+
+        # Fairness under the limits: ladders that waited longest (or never acted) go first.
+        def waited(key: tuple[str, str]) -> tuple[bool, datetime, tuple[str, str]]:
+            last = self._ladders[key].last_at if key in self._ladders else None
+            return (last is not None, last or now, key)
+
+        for rig, rule in sorted(active, key=waited):
+            alert = active[(rig, rule)]
             steps = self.policy.ladders.get(rule)
             if not steps:
                 continue
