@@ -167,6 +167,9 @@ class RigConfig(_Strict):
     family: RigFamily = "auto"
     model: str | None = None
     mac: str | None = Field(default=None, pattern=r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
+    http_port: int | None = Field(
+        default=None, ge=1, le=65535, description="web UI port (Antminer sleep mode, AxeOS)"
+    )
     credentials: RigCredentials = Field(default_factory=RigCredentials)
 
     @field_validator("address")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from alembic import command
 
-from controller.migrate import alembic_config
+from controller.migrate import MIGRATIONS_DIR, alembic_config
 
 
 def main(message: str) -> None:
@@ -18,6 +19,11 @@ def main(message: str) -> None:
         cfg = alembic_config(url)
         command.upgrade(cfg, "head")
         command.revision(cfg, message=message, autogenerate=True)
+    # Generated code follows the project's style like any other file.
+    versions = str(MIGRATIONS_DIR / "versions")
+    ruff = [sys.executable, "-m", "ruff"]
+    subprocess.run([*ruff, "check", "--fix", "--quiet", versions], check=False)
+    subprocess.run([*ruff, "format", "--quiet", versions], check=False)
 
 
 if __name__ == "__main__":

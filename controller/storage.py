@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # a table module not listed here would be invisible to Alembic.
 TABLE_MODULES: tuple[str, ...] = (
     "controller.tables",
+    "controller.mqtt.tables",
     "miners.tables",
     "forecasting.tables",
     "treasury.tables",
@@ -24,8 +25,18 @@ TABLE_MODULES: tuple[str, ...] = (
 
 
 def all_metadata() -> list[MetaData]:
-    """The MetaData of every package, in a stable order (one Alembic history covers them all)."""
-    return [importlib.import_module(name).metadata for name in TABLE_MODULES]
+    """The MetaData of every package, in a stable order (one Alembic history covers them all).
+
+    Importing every table module registers its tables; modules that extend a package's Base
+    (e.g. controller.mqtt.tables) share that package's MetaData.
+    """
+    found: list[MetaData] = []
+    for name in TABLE_MODULES:
+        module = importlib.import_module(name)
+        metadata = getattr(module, "metadata", None) or module.Base.metadata
+        if all(metadata is not m for m in found):
+            found.append(metadata)
+    return found
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, MetaData, String
+from sqlalchemy import Boolean, DateTime, Index, Integer, MetaData, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Same naming convention in every package so Alembic emits stable constraint names on SQLite and PostgreSQL.
@@ -41,3 +41,67 @@ class RigRecord(Base):
     mac: Mapped[str | None] = mapped_column(String(17), index=True)
     first_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PlanSlot(Base):
+    """The plan: whether a rig should hash during one hour (UTC hour start)."""
+
+    __tablename__ = "plan_slot"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rig: Mapped[str] = mapped_column(String(64))
+    hour_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    desired: Mapped[str] = mapped_column(String(16))
+    plan_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("rig", "hour_start", name="uq_plan_slot_rig_hour"),
+        Index("ix_plan_slot_hour", "hour_start"),
+    )
+
+
+class Override(Base):
+    """An operator's order that wins over the plan for its window (rig, rack or site)."""
+
+    __tablename__ = "plan_override"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_kind: Mapped[str] = mapped_column(String(8))
+    target: Mapped[str] = mapped_column(String(64))
+    desired: Mapped[str] = mapped_column(String(16))
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RigControl(Base):
+    """What reconcile last asked of a rig and whether the rig obeyed."""
+
+    __tablename__ = "rig_control"
+
+    rig: Mapped[str] = mapped_column(String(64), primary_key=True)
+    desired: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobRun(Base):
+    """One run of a scheduled job: for health metrics and to prove catch-up runs once."""
+
+    __tablename__ = "job_run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    duration_s: Mapped[float] = mapped_column()
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (Index("ix_job_run_job_started", "job", "started_at"),)

@@ -1,0 +1,92 @@
+"""The daemon's scheduled jobs: module-level functions, as a persistent APScheduler store needs.
+
+A job stored in the database is a reference like `controller.jobs:poll_rigs`; the function finds
+the running gateway through `bind()`, so stored jobs stay valid across restarts and upgrades.
+Every job runs under `_guarded`: its failure is logged, counted and recorded, never raised into
+the scheduler, and a time limit keeps a hung job from holding its slot forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from controller.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+_gateway: Gateway | None = None
+_extra_jobs: dict[str, Callable[[Gateway], Awaitable[Any]]] = {}
+
+
+def bind(gateway: Gateway | None) -> None:
+    """Make `gateway` the one the job functions act on (None unbinds)."""
+    global _gateway
+    _gateway = gateway
+
+
+def register_job_body(name: str, body: Callable[[Gateway], Awaitable[Any]]) -> None:
+    """Attach the body of a job that lives outside the gateway (prices, plan, treasury, reports)."""
+    _extra_jobs[name] = body
+
+
+def registered() -> set[str]:
+    """Names of the job bodies registered so far."""
+    return set(_extra_jobs)
+
+
+def current() -> Gateway:
+    """The bound gateway; a job firing with none bound is a programming error."""
+    if _gateway is None:
+        raise RuntimeError("no gateway bound: jobs run only inside `farmctl run`")
+    return _gateway
+
+
+async def _guarded(name: str, body: Callable[[Gateway], Awaitable[Any]], limit_s: float) -> bool:
+    gateway = current()
+    started_at = gateway.clock.now()
+    started = time.perf_counter()
+    error: str | None = None
+    try:
+        await asyncio.wait_for(body(gateway), limit_s)
+    except TimeoutError:
+        error = f"timed out after {limit_s:.0f} s"
+    except Exception as exc:  # a failing job must never take the scheduler down
+        error = f"{type(exc).__name__}: {exc}"
+        log.exception("job failed", extra={"job": name})
+    duration = time.perf_counter() - started
+    gateway.metrics.observe_job(name, time.time(), duration, error is None)
+    try:
+        await asyncio.to_thread(gateway.record_job, name, started_at, duration, error)
+    except Exception:
+        log.exception("could not record job run", extra={"job": name})
+    if error:
+        log.warning("job did not finish", extra={"job": name, "error": error})
+    return error is None
+
+
+async def poll_rigs() -> None:
+    """Poll every rig (default every 30 s)."""
+    await _guarded("poll", lambda g: g.poll(), limit_s=60)
+
+
+async def reconcile_rigs() -> None:
+    """Make rigs follow the plan and overrides (default every minute)."""
+    await _guarded("reconcile", lambda g: g.reconcile(), limit_s=300)
+
+
+async def housekeeping() -> None:
+    """Apply retention to telemetry and job history (daily)."""
+    await _guarded("housekeeping", lambda g: asyncio.to_thread(g.housekeeping), limit_s=600)
+
+
+async def run_registered(name: str) -> None:
+    """Run a job whose body was registered with `register_job_body` (prices, plan, treasury...)."""
+    body = _extra_jobs.get(name)
+    if body is None:
+        log.error("job has no registered body", extra={"job": name})
+        return
+    await _guarded(name, body, limit_s=600)
