@@ -260,7 +260,10 @@ def parse_reply(raw: bytes | str, *, rig: str = "?", command: str = "?") -> dict
         except ValueError as exc:
             raise RpcReplyError(rig, command, f"unreadable text reply: {exc}") from exc
     try:
-        value, rules = loads_lenient(raw)
+        # The NUL terminator is framing, not a defect: strict JSON gets its chance first
+        # (left in, every reply took the slow repair path).
+        body = raw.rstrip(b"\x00") if isinstance(raw, bytes) else raw.rstrip("\x00")
+        value, rules = loads_lenient(body)
     except JsonRepairError as exc:
         raise RpcReplyError(rig, command, str(exc)) from exc
     if rules:
