@@ -8,12 +8,13 @@ with a digest challenge in realm "antMiner Configuration".
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from miners.credentials import RigCredentials
 from miners.driver import RigDriver, RigError
-from miners.drivers.base import BaseDriver, DriverTimeouts
+from miners.drivers.base import BaseDriver, DriverTimeouts, raw_exchange
 from miners.drivers.http import HttpClient, HttpError
 from miners.rpc import RpcError, rpc_command
 
@@ -110,10 +111,35 @@ async def _probe_http(host: str, port: int, timeout: float) -> str | None:
     return None
 
 
+async def _probe_v3(host: str, port: int, timeout: float) -> str | None:
+    body = json.dumps({"cmd": "get.device.info", "param": "salt"}).encode()
+    t = DriverTimeouts(connect_s=timeout, read_s=timeout)
+    try:
+        raw = await raw_exchange(
+            host, port, len(body).to_bytes(4, "little") + body, t, length_prefixed=True
+        )
+        reply = json.loads(raw)
+    except (RigError, ValueError) as exc:
+        logger.debug("detect api v3 failed rig=%s:%s err=%s", host, port, exc)
+        return None
+    if isinstance(reply, dict) and isinstance(reply.get("msg"), dict) and "salt" in reply["msg"]:
+        return "whatsminer_v3"
+    return None
+
+
 async def detect_family(
-    host: str, port: int = 4028, http_port: int = 80, *, timeout: float = 3.0
+    host: str,
+    port: int = 4028,
+    http_port: int = 80,
+    *,
+    v3_port: int | None = None,
+    timeout: float = 3.0,
 ) -> str | None:
-    """The firmware family at host (RPC on `port`, web on `http_port`), None when unknown."""
+    """The firmware family at host (RPC on `port`, web on `http_port`), None when unknown.
+
+    `v3_port` (Whatsminer API v3, normally 4433) is only probed when given and nothing else
+    answered, so a scan does not knock on a third port of every address.
+    """
     found = await _probe_rpc(host, port, timeout)
     if found:
         return found
@@ -121,6 +147,8 @@ async def detect_family(
         found = await _probe_http(host, p, timeout)
         if found:
             return found
+    if v3_port is not None:
+        return await _probe_v3(host, v3_port, timeout)
     return None
 
 
@@ -136,12 +164,39 @@ def driver_for(
 ) -> BaseDriver:
     """The driver of a known family (no network traffic). Raises ValueError for unknown ones."""
     # Imported here: each driver module is only loaded when a rig of its family exists.
+    kw: dict[str, Any] = {"credentials": credentials, "timeouts": timeouts}
     if family == "antminer":
         from miners.drivers.antminer import AntminerDriver
 
-        return AntminerDriver(
-            host, port, http_port=http_port, credentials=credentials, timeouts=timeouts
-        )
+        return AntminerDriver(host, port, http_port=http_port, **kw)
+    if family == "braiins":
+        from miners.drivers.braiins import BraiinsDriver
+
+        return BraiinsDriver(host, port, **kw)
+    if family == "whatsminer":
+        from miners.drivers.whatsminer import WhatsminerDriver
+
+        return WhatsminerDriver(host, port, **kw)
+    if family == "whatsminer_v3":
+        from miners.drivers.whatsminer import WhatsminerV3Driver
+
+        return WhatsminerV3Driver(host, v3_port if port == 4028 else port, **kw)
+    if family == "avalon":
+        from miners.drivers.avalon import AvalonDriver
+
+        return AvalonDriver(host, port, **kw)
+    if family == "luxos":
+        from miners.drivers.luxos import LuxosDriver
+
+        return LuxosDriver(host, port, **kw)
+    if family == "cgminer":
+        from miners.drivers.cgminer import CgminerDriver
+
+        return CgminerDriver(host, port, **kw)
+    if family == "bitaxe":
+        from miners.drivers.bitaxe import BitaxeDriver
+
+        return BitaxeDriver(host, http_port, **kw)
     raise ValueError(f"unknown rig family {family!r}; known: {', '.join(FAMILIES)}")
 
 
@@ -161,7 +216,7 @@ async def make_driver(
     """
     if family is None:
         t = (timeouts or DriverTimeouts()).connect_s
-        family = await detect_family(host, port, http_port, timeout=t)
+        family = await detect_family(host, port, http_port, v3_port=v3_port, timeout=t)
         if family is None:
             raise RigError(
                 f"{host}:{port}",

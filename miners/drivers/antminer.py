@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from miners.credentials import RigCredentials, default_credentials
 from miners.driver import Capability, RigError
 from miners.drivers.base import BaseDriver, DriverTimeouts, first, num
-from miners.drivers.common import OVERHEAT_C, efficiency, hashrate_ths, pools
+from miners.drivers.common import efficiency, hashrate_ths, overheat_temp, pools
 from miners.drivers.http import HttpClient
 from miners.status import BoardStatus, RigStatus
 
@@ -64,16 +64,15 @@ def parse_antminer(replies: dict[str, Any]) -> RigStatus:
     if slots and len(st.boards) < slots:
         st.errors.append(f"{slots - len(st.boards)} of {slots} hashboards missing")
     st.pools = pools(replies.get("pools"))
-    hottest = max((b.chip_temp_c or 0.0 for b in st.boards), default=0.0)
-    dead_fans = [i for i, rpm in enumerate(st.fans_rpm) if rpm == 0]
-    if hottest >= OVERHEAT_C:
-        st.errors.append(f"overheating: chip temperature {hottest:.0f} C")
-    if dead_fans and (st.hashrate_ths or 0) > 0:
-        st.errors.append(f"fan {dead_fans[0]} at 0 rpm")
-    if hottest >= OVERHEAT_C:
+    hot = overheat_temp(st.boards)
+    if hot is not None:
+        st.errors.append(f"overheating: temperature {hot:.0f} C")
         st.state, st.state_reason = "error", st.errors[-1]
     elif (st.hashrate_ths or 0) > 0:
         st.state = "hashing"
+        dead_fans = [i for i, rpm in enumerate(st.fans_rpm) if rpm == 0]
+        if dead_fans:
+            st.errors.append(f"fan {dead_fans[0]} at 0 rpm")
     else:
         st.state, st.state_reason = "idle", "hashrate 0"
     return st

@@ -215,6 +215,25 @@ class BaseDriver:
         await self._verify_with("reboot", check, lambda: seen[0])
         logger.info("rig reboot confirmed rig=%s how=%s", self.name, seen[0])
 
+    async def restart_mining(self) -> None:
+        """Restart the mining daemon (not the controller); verified by its uptime resetting."""
+        self.require(Capability.RESTART_MINING)
+        before = await self.status()
+        await self._do_restart_mining()
+        seen: list[str] = ["no change"]
+
+        async def check() -> bool:
+            st = await self.status()
+            if st.state in ("offline", "error"):
+                seen[0] = f"daemon went down ({st.state_reason})"
+                return True
+            if before.uptime_s is not None and st.uptime_s is not None:
+                seen[0] = f"uptime {st.uptime_s}s (was {before.uptime_s}s)"
+                return st.uptime_s < before.uptime_s
+            return False
+
+        await self._verify_with("restart_mining", check, lambda: seen[0])
+
     async def verify(
         self, action: str, ok: Callable[[RigStatus], bool], expected: str
     ) -> RigStatus:
@@ -264,6 +283,9 @@ class BaseDriver:
     async def _do_reboot(self) -> None:
         raise NotImplementedError
 
+    async def _do_restart_mining(self) -> None:
+        raise NotImplementedError
+
 
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
@@ -286,3 +308,50 @@ def num(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+async def raw_exchange(
+    host: str, port: int, payload: bytes, timeouts: DriverTimeouts, *, length_prefixed: bool = False
+) -> bytes:
+    """Send raw bytes, read the reply until the rig closes (or the NUL / length says it is whole).
+
+    For the requests `miners.rpc` does not frame: btminer's encrypted {"enc":1,...} commands and
+    API v3's 4-byte length-prefixed JSON.
+    """
+    rig = f"{host}:{port}"
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port), timeouts.connect_s
+        )
+    except (TimeoutError, OSError) as exc:
+        raise RigError(rig, f"cannot connect ({exc!r})") from exc
+    try:
+        writer.write(payload)
+        buf = b""
+        deadline = time.monotonic() + timeouts.read_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RigError(rig, f"no complete reply within {timeouts.read_s}s")
+            try:
+                chunk = await asyncio.wait_for(reader.read(65536), left)
+            except TimeoutError as exc:
+                raise RigError(rig, f"no complete reply within {timeouts.read_s}s") from exc
+            except OSError as exc:
+                raise RigError(rig, f"connection failed after {len(buf)} bytes ({exc!r})") from exc
+            if not chunk:
+                break
+            buf += chunk
+            if len(buf) > timeouts.max_bytes:
+                raise RigError(rig, f"reply larger than {timeouts.max_bytes} bytes")
+            if length_prefixed and len(buf) >= 4:
+                need = int.from_bytes(buf[:4], "little")
+                if len(buf) >= 4 + need:
+                    return buf[4 : 4 + need]
+            elif not length_prefixed and buf.endswith(b"\x00"):
+                break
+    finally:
+        writer.close()
+    if length_prefixed:
+        raise RigError(rig, f"reply cut short after {len(buf)} bytes")
+    return buf.rstrip(b"\x00")

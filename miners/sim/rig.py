@@ -78,6 +78,8 @@ class SimRig:
     down_until: float = 0.0
     latency_s: float = 0.0
     faults: set[Fault] = field(default_factory=set)
+    disabled_boards: set[int] = field(default_factory=set)  # cgminer ascdisable
+    session_id: str = ""  # LuxOS logon session
     version: int = 0
     ramp: Ramp = field(default_factory=lambda: Ramp(1.0, 1.0, 0.0, 0.0))
     cache: dict[Any, tuple[Any, bytes]] = field(default_factory=dict)
@@ -102,6 +104,8 @@ class SimRig:
         if Fault.OVERHEAT in self.faults:
             return 0.0
         lvl = self.ramp.level(now)
+        if self.disabled_boards:
+            lvl *= max(0, self.model.boards - len(self.disabled_boards)) / self.model.boards
         if Fault.MISSING_BOARD in self.faults and self.model.boards > 1:
             lvl *= (self.model.boards - 1) / self.model.boards
         return lvl
