@@ -104,13 +104,17 @@ def parse_stats(reply: Any, b: StatusBuilder, command: str = "stats") -> None:
             rate = num(data.get(f"chain_rate{slot}"))
             b.set_board(board, "hashrate_ths", None if rate is None else scaled(rate, scale))
         with b.guard(command, f"{label} temperature"):
-            temp = positive(num(data.get(f"temp{slot}")))
-            b.set_board(board, "temp_c", temp or _dash_max(data.get(f"temp_pcb{slot}")))
+            b.set_board(board, "temp_c", positive(num(data.get(f"temp{slot}"))))
+        if board.temp_c is None:
+            with b.guard(command, f"{label} PCB sensors"):
+                b.set_board(board, "temp_c", _dash_max(data.get(f"temp_pcb{slot}")))
         with b.guard(command, f"{label} chip temperature"):
-            chip = positive(num(data.get(f"temp2_{slot}")))
-            b.set_board(board, "chip_temp_c", chip or _dash_max(data.get(f"temp_chip{slot}")))
-            if board.chip_temp_c is not None:
-                hottest = max(hottest or board.chip_temp_c, board.chip_temp_c)
+            b.set_board(board, "chip_temp_c", positive(num(data.get(f"temp2_{slot}"))))
+        if board.chip_temp_c is None:
+            with b.guard(command, f"{label} chip sensors"):
+                b.set_board(board, "chip_temp_c", _dash_max(data.get(f"temp_chip{slot}")))
+        if board.chip_temp_c is not None:
+            hottest = max(hottest or board.chip_temp_c, board.chip_temp_c)
         with b.guard(command, f"{label} chips"):
             acn = integer(data.get(f"chain_acn{slot}"))
             marks = str(data.get(f"chain_acs{slot}") or "").replace(" ", "")
