@@ -5,7 +5,8 @@ close) and coins deposited d_t,
 
     r_t = (E_t - d_t * close_t) / E_{t-1} - 1        (0 while E_{t-1} = 0)
 
-Daily returns compound r_t over consecutive blocks of `bars_per_day` bars. The *NAV* is the
+Daily returns compound r_t (from the second bar on) over consecutive blocks of `bars_per_day`
+bars. The *NAV* is the
 cumulative product of (1 + r_t); max drawdown is the largest fall of the NAV from its running peak.
 Sharpe = mean(daily) / std(daily, ddof=1) * sqrt(365) (BTC trades every day; risk-free rate 0).
 Total return = final value / capital put in - 1, where capital put in = initial coins at the first
@@ -108,7 +109,7 @@ def compute_metrics(result: BacktestResult, bars: Bars, deposits: np.ndarray | N
         final_value=result.final_value,
         total_return=result.final_value / put_in - 1.0 if put_in > 0.0 else math.nan,
         max_drawdown=max_drawdown(nav),
-        sharpe=sharpe_ratio(returns, window.bars_per_day),
+        sharpe=sharpe_ratio(returns[1:], window.bars_per_day),
         trades=result.n_trades,
         fees=result.fees,
         coins_sold=result.coins_sold,
