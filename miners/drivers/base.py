@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -119,7 +119,11 @@ class BaseDriver:
 
         try:
             st = await self._read_status()
-        except RpcReplyError as exc:  # it answered, but nothing usable: a sick rig, not a gone one
+        except RpcReplyError as exc:
+            if isinstance(exc.__cause__, ConnectionError) and "after 0 bytes" in exc.fault:
+                # reset before a single byte: the API daemon is down (crashed, rebooting)
+                return self._failed("offline", _reason(exc))
+            # it answered, but nothing usable: a sick rig, not a gone one
             return self._failed("error", _reason(exc))
         except (RigError, OSError, TimeoutError, JsonRepairError, ValueError) as exc:
             return self._failed("offline", _reason(exc))
@@ -355,3 +359,20 @@ async def raw_exchange(
     if length_prefixed:
         raise RigError(rig, f"reply cut short after {len(buf)} bytes")
     return buf.rstrip(b"\x00")
+
+
+def parsed_status(
+    family: str, replies: Mapping[str, Any], curtailed_reason: str | None = None
+) -> RigStatus:
+    """RigStatus from the family's reply parsers (`miners.parsers`), plus a curtail flag.
+
+    The flag comes from the control plane (web conf, `status`, `config`...), which the reply
+    parsers do not see; a curtailed rig is curtailed even while its hashrate is still falling.
+    """
+    from miners.parsers import build_status
+
+    b = build_status(family, replies)
+    if curtailed_reason:
+        b.curtailed(curtailed_reason)
+        return b.finish()
+    return b.status

@@ -11,54 +11,9 @@ from typing import Any, ClassVar
 
 from miners.credentials import RigCredentials
 from miners.driver import Capability, RigActionNotVerified
-from miners.drivers.base import BaseDriver, DriverTimeouts, num
-from miners.drivers.common import finish_state
+from miners.drivers.base import BaseDriver, DriverTimeouts, num, parsed_status
 from miners.drivers.http import HttpClient
-from miners.status import BoardStatus, PoolStatus, RigStatus
-
-ASIC_MODELS = {
-    "BM1397": "Bitaxe Max",
-    "BM1366": "Bitaxe Ultra",
-    "BM1368": "Bitaxe Supra",
-    "BM1370": "Bitaxe Gamma",
-}
-
-
-def parse_axeos(info: dict[str, Any]) -> RigStatus:
-    """RigStatus from /api/system/info (hashRate is GH/s, power W, temp C)."""
-    ghs = num(info.get("hashRate"))
-    st = RigStatus(
-        make="Bitaxe",
-        model=ASIC_MODELS.get(str(info.get("ASICModel")), f"Bitaxe ({info.get('ASICModel')})"),
-        firmware=info.get("version"),
-        mac=str(info.get("macAddr", "")).upper() or None,
-        hostname=info.get("hostname"),
-        hashrate_ths=round(ghs / 1000.0, 4) if ghs is not None else None,
-        power_w=num(info.get("power")),
-        uptime_s=int(num(info.get("uptimeSeconds")) or 0) or None,
-    )
-    st.power_source = "reported" if st.power_w is not None else None
-    st.boards = [
-        BoardStatus(
-            index=0,
-            hashrate_ths=st.hashrate_ths,
-            temp_c=num(info.get("temp")),
-            chips=int(num(info.get("asicCount")) or 0) or None,
-        )
-    ]
-    st.fans_rpm = [int(num(info.get("fanrpm")) or 0)]
-    url = info.get("stratumURL")
-    if url:
-        st.pools = [
-            PoolStatus(
-                url=f"stratum+tcp://{url}:{info.get('stratumPort')}",
-                user=info.get("stratumUser"),
-                status="Alive",
-                accepted=int(num(info.get("sharesAccepted")) or 0),
-                rejected=int(num(info.get("sharesRejected")) or 0),
-            )
-        ]
-    return st
+from miners.status import RigStatus
 
 
 class BitaxeDriver(BaseDriver):
@@ -91,13 +46,7 @@ class BitaxeDriver(BaseDriver):
         return info
 
     async def _read_status(self) -> RigStatus:
-        info = await self._info()
-        st = parse_axeos(info)
-        if int(num(info.get("overheat_mode")) or 0):
-            st.errors.append("overheat mode: AxeOS throttled the ASIC")
-            st.state, st.state_reason = "error", st.errors[-1]
-            return st
-        return finish_state(st, curtailed=False)
+        return parsed_status(self.family, {"system_info": await self._info()})
 
     async def _do_reboot(self) -> None:
         await self.web.request("POST", "/api/system/restart")

@@ -9,49 +9,16 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from miners.driver import Capability, RigError
-from miners.drivers.base import BaseDriver, first, num
-from miners.drivers.common import finish_state, hashrate_ths, pools
-from miners.status import BoardStatus, RigStatus
+from miners.drivers.base import BaseDriver, num, parsed_status
+from miners.status import RigStatus
+
+STATUS_COMMANDS = ["summary", "devs", "pools", "version", "fans", "temps", "tunerstatus"]
 
 
-def parse_braiins(replies: dict[str, Any]) -> tuple[RigStatus, float | None]:
-    """(RigStatus, power limit W) from summary, devs, fans, temps, tunerstatus, pools, version."""
-    summary = first(replies["summary"], "SUMMARY")
-    st = RigStatus(make="Bitmain", hashrate_ths=hashrate_ths(summary))
-    st.hashrate_avg_ths = hashrate_ths(summary, "av")
-    st.uptime_s = int(num(summary.get("Elapsed")) or 0) or None
-    version = replies.get("version") or {}
-    for v in version.get("VERSION") or []:
-        for key, val in v.items():
-            if key.lower().startswith("bosminer"):
-                st.firmware = f"{key} {val}"
-    temps = {t.get("ID"): t for t in (replies.get("temps") or {}).get("TEMPS") or []}
-    nominal = 0.0
-    for d in (replies.get("devs") or {}).get("DEVS") or []:
-        t = temps.get(d.get("ID"), {})
-        nominal += num(d.get("Nominal MHS")) or 0.0
-        st.boards.append(
-            BoardStatus(
-                index=int(d.get("ID", len(st.boards))),
-                hashrate_ths=hashrate_ths(d),
-                temp_c=num(t.get("Board")),
-                chip_temp_c=num(t.get("Chip")) or None,
-            )
-        )
-    if nominal:
-        st.expected_hashrate_ths = round(nominal / 1e6, 3)
-    fans = (replies.get("fans") or {}).get("FANS") or []
-    st.fans_rpm = [
-        int(f.get("RPM", 0)) for f in fans if int(f.get("RPM", 0)) > 0 or f.get("ID", 9) < 2
-    ]
-    limit = None
+def power_limit(replies: dict[str, Any]) -> float | None:
+    """PowerLimit (W) from a `tunerstatus` reply, None when the tuner is off or absent."""
     tuner = (replies.get("tunerstatus") or {}).get("TUNERSTATUS") or []
-    if tuner:
-        st.power_w = num(tuner[0].get("ApproximateMinerPowerConsumption"))
-        st.power_source = "reported" if st.power_w is not None else None
-        limit = num(tuner[0].get("PowerLimit"))
-    st.pools = pools(replies.get("pools"))
-    return st, limit
+    return num(tuner[0].get("PowerLimit")) if tuner and isinstance(tuner[0], dict) else None
 
 
 class BraiinsDriver(BaseDriver):
@@ -72,18 +39,16 @@ class BraiinsDriver(BaseDriver):
         self._paused = False
 
     async def _read_status(self) -> RigStatus:
-        replies = await self.rpc_many(
-            ["summary", "devs", "fans", "temps", "tunerstatus", "pools", "version"]
-        )
-        st, self.power_limit_w = parse_braiins(replies)
+        replies = await self.rpc_many(STATUS_COMMANDS)
+        self.power_limit_w = power_limit(replies)
+        st = parsed_status(self.family, replies)
         # The API shows no pause flag: after our own `pause`, the read-back that counts is the
         # hashrate reaching 0; while it is still falling the rig is not curtailed yet.
-        paused = self._paused and not st.hashrate_ths
-        if paused:
-            st.state_reason = "paused (pause), 0 TH/s"
-        elif self._paused:
-            st.state_reason = "pause sent, hashrate still falling"
-        return finish_state(st, curtailed=paused)
+        if self._paused and not st.hashrate_ths:
+            return parsed_status(self.family, replies, "paused (pause sent, 0 TH/s)")
+        if self._paused:
+            st.errors.append("pause sent, hashrate still falling")
+        return st
 
     async def _read_power_target(self) -> float | None:
         await self._read_status()

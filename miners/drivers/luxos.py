@@ -10,40 +10,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from miners.driver import Capability, RigError
-from miners.drivers.base import BaseDriver, first, num
-from miners.drivers.common import finish_state, hashrate_ths, pools
+from miners.drivers.base import BaseDriver, first, num, parsed_status
 from miners.rpc import RpcReplyError
-from miners.status import BoardStatus, RigStatus
+from miners.status import RigStatus
 
-
-def parse_luxos(replies: dict[str, Any]) -> tuple[RigStatus, dict[str, Any]]:
-    """(RigStatus, CONFIG entry) from summary, pools, config, power, fans, temps, version."""
-    summary = first(replies["summary"], "SUMMARY")
-    st = RigStatus(make="Bitmain", hashrate_ths=hashrate_ths(summary))
-    st.hashrate_avg_ths = hashrate_ths(summary, "av")
-    st.uptime_s = int(num(summary.get("Elapsed")) or 0) or None
-    version = (replies.get("version") or {}).get("VERSION") or [{}]
-    st.model = version[0].get("Type")
-    st.firmware = version[0].get("LUXminer")
-    config = first(replies["config"], "CONFIG")
-    st.mac = str(config.get("MACAddr", "")).upper() or None
-    st.hostname = config.get("Hostname")
-    st.serial = config.get("SerialNumber")
-    power = (replies.get("power") or {}).get("POWER") or []
-    if power:
-        st.power_w = num(power[0].get("Watts"))
-        st.power_source = "reported"
-    st.fans_rpm = [int(f.get("RPM", 0)) for f in (replies.get("fans") or {}).get("FANS") or []]
-    for t in (replies.get("temps") or {}).get("TEMPS") or []:
-        st.boards.append(
-            BoardStatus(
-                index=int(t.get("ID", len(st.boards))),
-                temp_c=num(t.get("Board")),
-                chip_temp_c=num(t.get("BottomRight")),
-            )
-        )
-    st.pools = pools(replies.get("pools"))
-    return st, config
+STATUS_COMMANDS = ["summary", "devs", "pools", "version", "fans", "temps", "power"]
 
 
 class LuxosDriver(BaseDriver):
@@ -62,14 +33,14 @@ class LuxosDriver(BaseDriver):
         self._session: str | None = None
 
     async def _read_status(self) -> RigStatus:
-        replies = await self.rpc_many(
-            ["summary", "pools", "config", "power", "fans", "temps", "version"]
-        )
-        st, config = parse_luxos(replies)
+        replies = dict(await self.rpc_many([*STATUS_COMMANDS, "config"]))
+        config = first(replies.pop("config"), "CONFIG")
         sleeping = str(config.get("CurtailMode", "")).lower() == "sleep"
-        if sleeping:
-            st.state_reason = "curtail sleep"
-        return finish_state(st, curtailed=sleeping)
+        st = parsed_status(self.family, replies, "curtail sleep" if sleeping else None)
+        st.mac = str(config.get("MACAddr", "")).upper() or st.mac
+        st.hostname = config.get("Hostname") or st.hostname
+        st.serial = config.get("SerialNumber") or st.serial
+        return st
 
     async def session_id(self) -> str:
         """The active session id, opening one with `logon` when there is none."""

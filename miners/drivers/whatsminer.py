@@ -16,42 +16,16 @@ from typing import Any
 from miners.credentials import RigCredentials, default_credentials
 from miners.driver import Capability, RigError
 from miners.drivers import btminer_crypto as crypto
-from miners.drivers.base import BaseDriver, DriverTimeouts, first, num, raw_exchange
-from miners.drivers.common import finish_state, hashrate_ths, pools
+from miners.drivers.base import BaseDriver, DriverTimeouts, num, parsed_status, raw_exchange
+from miners.drivers.common import finish_state
 from miners.jsonrepair import loads_lenient
 from miners.status import BoardStatus, PoolStatus, RigStatus
 
 V3_ACCOUNT = "super"
 
 
-def parse_whatsminer(replies: dict[str, Any]) -> tuple[RigStatus, float | None]:
-    """(RigStatus, power limit W) from btminer summary, edevs and pools replies."""
-    summary = first(replies["summary"], "SUMMARY")
-    st = RigStatus(make="MicroBT", hashrate_ths=hashrate_ths(summary))
-    st.hashrate_avg_ths = hashrate_ths(summary, "av")
-    st.uptime_s = int(num(summary.get("Elapsed")) or 0) or None
-    st.mac = str(summary.get("MAC", "")).upper() or None
-    st.firmware = str(summary.get("Firmware Version", "")).strip("'") or None
-    st.power_w = num(summary.get("Power_RT")) or num(summary.get("Power"))
-    st.power_source = "reported" if st.power_w is not None else None
-    factory = num(summary.get("Factory GHS"))
-    if factory:
-        st.expected_hashrate_ths = round(factory / 1000.0, 3)
-    st.fans_rpm = [
-        int(num(summary.get(k)) or 0) for k in ("Fan Speed In", "Fan Speed Out") if k in summary
-    ]
-    for d in (replies.get("edevs") or {}).get("DEVS") or []:
-        st.boards.append(
-            BoardStatus(
-                index=int(d.get("Slot", d.get("ID", len(st.boards)))),
-                hashrate_ths=hashrate_ths(d),
-                temp_c=num(d.get("Temperature")),
-                chip_temp_c=num(d.get("Chip Temp Max")),
-                chips=int(num(d.get("Effective Chips")) or 0) or None,
-            )
-        )
-    st.pools = pools(replies.get("pools"))
-    return st, num(summary.get("Power Limit"))
+STATUS_COMMANDS = ["summary", "edevs", "pools"]
+IDENTITY_COMMANDS = ["get_version", "get_miner_info"]  # flat replies, not joinable with '+'
 
 
 class WhatsminerDriver(BaseDriver):
@@ -79,17 +53,22 @@ class WhatsminerDriver(BaseDriver):
         creds = credentials or default_credentials(self.family)
         super().__init__(host, port, credentials=creds, timeouts=timeouts)
         self.power_limit_w: float | None = None
+        self._identity: dict[str, Any] = {}
 
     async def _read_status(self) -> RigStatus:
-        replies = await self.rpc_many(["summary", "edevs", "pools"])
-        st, self.power_limit_w = parse_whatsminer(replies)
+        replies = dict(await self.rpc_many(STATUS_COMMANDS))
+        summary = (replies["summary"].get("SUMMARY") or [{}])[0]
+        self.power_limit_w = num(summary.get("Power Limit"))
+        if not self._identity:
+            for command in IDENTITY_COMMANDS:
+                self._identity[command] = await self.rpc(command, check=False)
+        replies.update(self._identity)
         state = await self.rpc("status", check=False)
         raw_msg = state.get("Msg")
         msg: dict[str, Any] = raw_msg if isinstance(raw_msg, dict) else {}
         off = str(msg.get("mineroff", "false")).lower() == "true"
-        if off:
-            st.state_reason = f"power_off (mineroff {msg.get('mineroff_reason') or 'true'})"
-        return finish_state(st, curtailed=off)
+        reason = f"power_off (mineroff, {msg.get('mineroff_reason') or 'no reason given'})"
+        return parsed_status(self.family, replies, reason if off else None)
 
     async def privileged(self, command: str, **params: str) -> dict[str, Any]:
         """Run one privileged command: get_token, encrypt, send, decrypt, check STATUS."""
@@ -261,4 +240,4 @@ class WhatsminerV3Driver(BaseDriver):
         await self.call("set.miner.service", "restart")
 
 
-__all__ = ["WhatsminerDriver", "WhatsminerV3Driver", "parse_whatsminer"]
+__all__ = ["WhatsminerDriver", "WhatsminerV3Driver"]

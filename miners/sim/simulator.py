@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from miners.credentials import DEFAULT_LOGINS
 from miners.sim.catalog import FAMILIES, MODELS
 from miners.sim.families import HANDLERS
 from miners.sim.rig import Fault, SimRig
@@ -17,16 +18,6 @@ from miners.sim.server import HttpProtocol, RpcProtocol, V3Protocol
 
 logger = logging.getLogger(__name__)
 
-# Factory-default logins per family, as shipped (what the default-password warning looks for).
-DEFAULT_LOGINS: dict[str, tuple[str, str]] = {
-    "antminer": ("root", "root"),
-    "braiins": ("root", ""),
-    "whatsminer": ("admin", "admin"),
-    "avalon": ("root", "root"),
-    "luxos": ("root", "root"),
-    "cgminer": ("", ""),
-    "bitaxe": ("", ""),
-}
 SERIAL_PREFIX = {
     "antminer": "JYZZB4HBDJCB",
     "braiins": "SMTTB5JBDJAB",
@@ -95,7 +86,7 @@ class Simulator:
         self._servers: list[asyncio.base_events.Server] = []
         self._next_port = base_port
         for i, family in enumerate(families):
-            user, default_pw = DEFAULT_LOGINS[family]
+            user, default_pw = DEFAULT_LOGINS.get(family, ("", ""))
             pw = (passwords or {}).get(family, default_pw)
             self.rigs.append(
                 SimRig(

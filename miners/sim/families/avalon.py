@@ -41,7 +41,7 @@ class AvalonFamily(RpcFamily):
             "VERSION": "20051101_85dc6f0",
             "LOADER": "d0d779de.00",
             "DNA": "020100008b2bdbc3",
-            "MAC": rig.mac.replace(":", "").lower(),
+            "MAC": rig.mac,
             "UPAPI": "2",
         }
         return {

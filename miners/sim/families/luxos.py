@@ -22,6 +22,7 @@ class LuxosFamily(RpcFamily):
             "version": self.version,
             "summary": self.summary,
             "pools": self.pools,
+            "devs": self.devs,
             "config": self.config,
             "profiles": self.profiles,
             "power": self.power,
@@ -92,6 +93,30 @@ class LuxosFamily(RpcFamily):
         return {
             "STATUS": status_block(now, 7, "1 Pool(s)", self.description(rig)),
             "POOLS": [pool],
+            "id": 1,
+        }
+
+    def devs(self, rig: SimRig, _: str | None, now: float) -> Reply:
+        boards = rig.boards_present()
+        per = ghs(rig.hashrate_ths(now) / boards) if boards else 0.0
+        devs = [
+            {
+                "ASC": b,
+                "Name": "BTM",
+                "ID": b,
+                "Enabled": "Y",
+                "Status": "Alive",
+                "Temperature": rig.board_temp_c(b, now),
+                "GHS 5s": per,
+                "GHS av": per,
+                "Accepted": rig.accepted_shares(now) // boards,
+                "Rejected": 0,
+            }
+            for b in range(boards)
+        ]
+        return {
+            "STATUS": status_block(now, 9, f"{len(devs)} ASC(s)", self.description(rig)),
+            "DEVS": devs,
             "id": 1,
         }
 
