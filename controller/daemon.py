@@ -17,7 +17,7 @@ import logging
 import re
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,8 @@ def build_scheduler(gateway: Gateway) -> AsyncIOScheduler:
 def schedule_jobs(scheduler: AsyncIOScheduler, gateway: Gateway, clock: Clock) -> list[str]:
     """Add (or replace) every job; returns the ids scheduled."""
     cfg = gateway.config.scheduler
-    now = clock.now()
+    # The scheduler runs on real time; only the jobs' business logic uses the farm clock.
+    now = datetime.now(UTC)
 
     def every(farm_seconds: float) -> float:
         return max(1.0, clock.real_seconds(farm_seconds))

@@ -33,6 +33,11 @@ def register_job_body(name: str, body: Callable[[Gateway], Awaitable[Any]]) -> N
     _extra_jobs[name] = body
 
 
+def unregister_job_body(name: str) -> None:
+    """Remove a registered job body (tests, and features switched off at run time)."""
+    _extra_jobs.pop(name, None)
+
+
 def registered() -> set[str]:
     """Names of the job bodies registered so far."""
     return set(_extra_jobs)
