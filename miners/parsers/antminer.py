@@ -21,9 +21,6 @@ from typing import Any
 from miners.parsers.base import StatusBuilder, integer, num, positive, scaled, text, unit_scale
 from miners.parsers.cgminer import parse_version_row, rows_or_none
 
-_SLOT = re.compile(r"^chain_acn(\d+)$")
-_FAN = re.compile(r"^fan(\d+)$")
-
 
 def _is_scrypt(model: str | None) -> bool:
     return bool(model and re.match(r"Antminer L\d", model))
@@ -37,24 +34,39 @@ def _dash_max(value: Any) -> float | None:
     return positive(max(readings)) if readings else None
 
 
-def _slots(row: dict[str, Any]) -> list[int]:
-    slots = []
-    for key in row:
-        match = _SLOT.match(key)
-        if match:
-            slot = int(match.group(1))
-            acn = integer(row.get(key)) or 0
-            rate = row.get(f"chain_rate{slot}")
-            if acn > 0 or (rate not in (None, "") and (num(rate) or 0) > 0):
+def _quiet_num(value: Any, bad: list[str], key: str) -> float:
+    try:
+        return num(value) or 0.0
+    except ValueError:
+        bad.append(f"{key}={value!r}")
+        return 0.0
+
+
+def _scan(row: dict[str, Any]) -> tuple[list[int], list[int], list[str]]:
+    """One pass over the ~200 keys: (board slots, fan rpms padded to fan_num, unreadable keys)."""
+    slots: list[int] = []
+    fan_slots: list[tuple[int, int]] = []
+    bad: list[str] = []
+    for key, value in row.items():
+        first = key[:1]
+        if first == "c" and key.startswith("chain_acn") and key[9:].isdigit():
+            slot = int(key[9:])
+            rate_key = f"chain_rate{slot}"
+            rate = row.get(rate_key)
+            if _quiet_num(value, bad, key) > 0 or (
+                rate not in (None, "") and _quiet_num(rate, bad, rate_key) > 0
+            ):
                 slots.append(slot)
-    return sorted(slots)
+        elif first == "f" and key.startswith("fan") and key[3:].isdigit():
+            fan_slots.append((int(key[3:]), round(_quiet_num(value, bad, key))))
+    fan_slots.sort()
+    fans = [rpm for _, rpm in fan_slots if rpm > 0]
+    declared = round(_quiet_num(row.get("fan_num"), bad, "fan_num"))
+    return sorted(slots), fans + [0] * max(0, declared - len(fans)), bad
 
 
-def _fans(row: dict[str, Any]) -> list[int]:
-    fan_slots = sorted((int(m.group(1)), key) for key in row if (m := _FAN.match(key)))
-    fans = [rpm for _, key in fan_slots if (rpm := integer(row[key]) or 0) > 0]
-    declared = integer(row.get("fan_num")) or 0
-    return fans + [0] * max(0, declared - len(fans))
+def _has_chains(row: dict[str, Any]) -> bool:
+    return "chain_acn1" in row or any(key.startswith("chain_") for key in row)
 
 
 def parse_stats(reply: Any, b: StatusBuilder, command: str = "stats") -> None:
@@ -65,7 +77,7 @@ def parse_stats(reply: Any, b: StatusBuilder, command: str = "stats") -> None:
     for row in rows:
         if "Type" in row:
             parse_version_row(row, b, command)
-    data = next((row for row in rows if any(k.startswith("chain_") for k in row)), None)
+    data = next((row for row in rows if _has_chains(row)), None)
     if data is None:
         b.error(f"{command}: no chain data in STATS")
         return
@@ -74,11 +86,14 @@ def parse_stats(reply: Any, b: StatusBuilder, command: str = "stats") -> None:
     scale = 1e-6 if _is_scrypt(model) else unit_scale(text(data.get("rate_unit")))
     scale_label = "MH (scrypt model)" if _is_scrypt(model) else (data.get("rate_unit") or "GH")
 
+    slots, fans, unreadable = _scan(data)
+    for item in unreadable:
+        b.error(f"{command}: could not read {item}")
     with b.guard(command, "hashrate"):
         current = num(data.get("GHS 5s"))
         if not current:
             # Some cgminer 4.9 builds leave GHS 5s at "0.00" while every chain reports a rate.
-            chain_sum = sum(num(data.get(f"chain_rate{slot}")) or 0.0 for slot in _slots(data))
+            chain_sum = sum(num(data.get(f"chain_rate{slot}")) or 0.0 for slot in slots)
             current = chain_sum if chain_sum > 0 else current
         b.set("hashrate_ths", None if current is None else scaled(current, scale))
     with b.guard(command, "average hashrate"):
@@ -90,14 +105,14 @@ def parse_stats(reply: Any, b: StatusBuilder, command: str = "stats") -> None:
     with b.guard(command, "uptime"):
         b.set("uptime_s", integer(data.get("Elapsed")))
     with b.guard(command, "fans"):
-        b.set_list("fans_rpm", _fans(data))
+        b.set_list("fans_rpm", fans)
     b.extra("rate_unit", scale_label)
 
     power = 0.0
     power_seen = False
     dead_chains: list[str] = []
     hottest: float | None = None
-    for slot in _slots(data):
+    for slot in slots:
         board = b.board(f"chain{slot}")
         label = f"chain {slot}"
         with b.guard(command, f"{label} hashrate"):

@@ -218,3 +218,17 @@ def test_property_truncated_object_keeps_complete_members(doc: dict[str, int]) -
     value, rules = loads_lenient(cut)
     assert value == doc
     assert rules == ["truncated"]
+
+
+def test_missing_comma_fast_path_agrees_with_the_token_rule(miner_responses: Path) -> None:
+    for name in ("stats_l3plus_missing_comma.json", "stats_s9_nicehash_missing_comma.json"):
+        text = (miner_responses / "antminer" / name).read_text()
+        repaired, rules = repair_text(text)
+        assert rules == ["missing_commas"]
+        assert json.loads(repaired) == loads_lenient(text)[0]
+
+
+def test_missing_comma_fast_path_gives_way_to_other_rules() -> None:
+    value, rules = loads_lenient('{"a": [{"b": 1}{"c": nan}], "d": 2,}')
+    assert value == {"a": [{"b": 1}, {"c": None}], "d": 2}
+    assert rules == ["nonfinite_numbers", "missing_commas", "extra_commas"]

@@ -40,7 +40,31 @@ def test_antminer_status_from_four_replies(miner_responses: Path) -> None:
     assert len(st.pools) == 3
     assert st.state == "hashing"
     out = st.to_dict()
-    for key in ["mac", "serial", "hostname", "ip", "port", "family", "make", "model", "firmware", "state", "state_reason", "hashrate_ths", "hashrate_avg_ths", "expected_hashrate_ths", "boards", "fans_rpm", "power_w", "power_source", "efficiency_jth", "pools", "uptime_s", "errors", "last_seen"]:
+    for key in [
+        "mac",
+        "serial",
+        "hostname",
+        "ip",
+        "port",
+        "family",
+        "make",
+        "model",
+        "firmware",
+        "state",
+        "state_reason",
+        "hashrate_ths",
+        "hashrate_avg_ths",
+        "expected_hashrate_ths",
+        "boards",
+        "fans_rpm",
+        "power_w",
+        "power_source",
+        "efficiency_jth",
+        "pools",
+        "uptime_s",
+        "errors",
+        "last_seen",
+    ]:
         assert key in out
     assert set(out["boards"][0]) == {
         "index",
@@ -221,3 +245,14 @@ def test_whatsminer_error_codes() -> None:
     assert describe_error(532) == "slot 2 not found"
     assert describe_error(299) == "power supply error"  # unknown code, known subsystem
     assert describe_error(9999) == "unknown error"
+
+
+def test_unreadable_fan_and_chain_keys_are_listed(miner_responses: Path) -> None:
+    stats = copy.deepcopy(load(miner_responses, "antminer/stats_s17pro.json"))
+    stats["STATS"][1]["fan2"] = "broken"
+    stats["STATS"][1]["chain_acn3"] = "??"
+    st = parse_status("antminer", {"stats": stats})
+    assert st.fans_rpm == [2400, 3120, 2400, 0]  # fan_num 4: the unreadable fan counts as 0
+    assert len(st.boards) == 3  # chain 3 still has a rate, so it is still a board
+    assert "stats: could not read fan2='broken'" in st.errors
+    assert "stats: could not read chain_acn3='??'" in st.errors
