@@ -258,6 +258,33 @@ def rule_truncated(tokens: list[Token]) -> list[Token] | None:
     return out
 
 
+def rule_array_with_members(tokens: list[Token]) -> list[Token] | None:
+    """`[` ... `]` holding `"key": value` pairs (btminer 2.0.4 `error_code`) becomes an object."""
+    stack: list[int] = []  # indices of open brackets
+    has_colon: dict[int, bool] = {}
+    swaps: list[tuple[int, int]] = []
+    for idx, (kind, text) in enumerate(tokens):
+        if kind != "p":
+            continue
+        if text in _OPEN:
+            stack.append(idx)
+        elif text in _VALUE_END:
+            if stack:
+                start = stack.pop()
+                if tokens[start][1] == "[" and has_colon.pop(start, False):
+                    swaps.append((start, idx))
+        elif text == ":" and stack and tokens[stack[-1]][1] == "[":
+            has_colon[stack[-1]] = True
+    if not swaps:
+        return None
+    out = list(tokens)
+    for start, end in swaps:
+        out[start] = ("p", "{")
+        if out[end][1] == "]":
+            out[end] = ("p", "}")
+    return out
+
+
 def rule_missing_commas(tokens: list[Token]) -> list[Token] | None:
     """Two values side by side inside a container (`}{`, `] [`, `"a" "b"`) get a comma."""
     out: list[Token] = []
@@ -353,6 +380,12 @@ RULES: tuple[RepairRule, ...] = (
     RepairRule("leading_garbage", "text before the first { or [ dropped", rule_leading_garbage),
     RepairRule("trailing_garbage", "text after the top-level value dropped", rule_trailing_garbage),
     RepairRule("truncated", "cut-off reply closed", rule_truncated),
+    RepairRule(
+        "array_with_members",
+        "[ ] holding key: value pairs becomes { }",
+        rule_array_with_members,
+        lambda text: "[" in text,
+    ),
     RepairRule("missing_commas", "comma inserted between adjacent values", rule_missing_commas),
     RepairRule(
         "extra_commas",

@@ -24,6 +24,7 @@ def test_every_rule_has_a_unique_name() -> None:
         "leading_garbage",
         "trailing_garbage",
         "truncated",
+        "array_with_members",
         "missing_commas",
         "extra_commas",
     ]
@@ -82,6 +83,16 @@ def test_rule_truncated() -> None:
     assert loads_lenient('{"a": 1, "b": tr') == ({"a": 1}, ["truncated"])
     assert loads_lenient('{"a": {"Msg": "cut her') == ({"a": {"Msg": "cut her"}}, ["truncated"])
     assert loads_lenient('[{"a": 1},') == ([{"a": 1}], ["truncated"])
+
+
+def test_rule_array_with_members() -> None:
+    raw = '{"Msg": {"error_code": ["110": "2023-01-06 10:00:00", "111": "x"]}, "l": [1, [2]]}'
+    value, rules = loads_lenient(raw)
+    assert value == {
+        "Msg": {"error_code": {"110": "2023-01-06 10:00:00", "111": "x"}},
+        "l": [1, [2]],
+    }
+    assert rules == ["array_with_members"]
 
 
 def test_rule_missing_commas() -> None:
