@@ -53,6 +53,14 @@ def _client(
     return client
 
 
+def _drop_connection(client: paho.Client) -> None:
+    """Like a power cut: stop the network loop first (no reconnect), then close the socket."""
+    client.loop_stop()
+    sock = client.socket()
+    if sock is not None:
+        sock.close()
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -69,8 +77,8 @@ class SimMqttRig:
         mac: str,
         model: str = "Antminer S19j Pro",
         make: str = "Bitmain",
-        nameplate_ths: float = 104.0,
-        nameplate_w: float = 3068.0,
+        nameplate_ths: float = 100.0,
+        nameplate_w: float = 3050.0,
         interval_s: float = 5.0,
         prefix: str = DEFAULT_PREFIX,
         seed: int | None = None,
@@ -243,11 +251,9 @@ class SimMqttRig:
                 retain=True,
             )
             self.client.disconnect()
+            self.client.loop_stop()
         else:
-            sock = self.client.socket()
-            if sock is not None:
-                sock.close()
-        self.client.loop_stop()
+            _drop_connection(self.client)
 
 
 class _SimMeter(abc.ABC):
@@ -307,10 +313,7 @@ class _SimMeter(abc.ABC):
     def stop(self) -> None:
         """Stop publishing and disconnect (the last will marks the meter offline)."""
         self._stop.set()
-        sock = self.client.socket()
-        if sock is not None:
-            sock.close()
-        self.client.loop_stop()
+        _drop_connection(self.client)
 
 
 class SimTasmotaMeter(_SimMeter):

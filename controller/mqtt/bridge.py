@@ -350,7 +350,7 @@ class MqttBridge:
 
     def _on_switch(self, msg: paho.MQTTMessage) -> None:
         parts = msg.topic.split("/")
-        site, rig = parts[-4], parts[-2]
+        site, rig = parts[-5], parts[-3]
         text = bytes(msg.payload).decode(errors="replace").strip().upper()
         if text not in ("ON", "OFF"):
             self._reject(None, f"switch payload {text[:20]!r} is not ON/OFF", msg.topic)

@@ -117,6 +117,8 @@ class MqttClient:
         self._publish_listeners: list[PublishListener] = []
         self._connect_listeners: list[Callable[[bool], None]] = []
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._pending_subs: set[int] = set()
         self._lock = threading.Lock()
         self._ever_connected = False
         self.session_lost_count = 0
@@ -125,6 +127,7 @@ class MqttClient:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -152,6 +155,15 @@ class MqttClient:
                 f"client_id={self.settings.client_id} within {timeout:.1f}s"
             )
 
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Block until connected and every subscription is acknowledged by the broker."""
+        self.wait_connected(timeout)
+        if not self._subscribed.wait(timeout):
+            raise MqttNotConnected(
+                f"MQTT broker {self.settings.host}:{self.settings.port} did not acknowledge the "
+                f"subscriptions of client_id={self.settings.client_id} within {timeout:.1f}s"
+            )
+
     @property
     def connected(self) -> bool:
         """True while a connection is up."""
@@ -163,7 +175,10 @@ class MqttClient:
         with self._lock:
             self._subscriptions.append((topic_filter, qos, handler))
         if self.connected:
-            self.client.subscribe(topic_filter, qos=qos)
+            self._subscribed.clear()
+            _rc, mid = self.client.subscribe(topic_filter, qos=qos)
+            with self._lock:
+                self._pending_subs.add(mid)
 
     def add_publish_listener(self, listener: PublishListener) -> None:
         """Call `listener(mid, reason_code)` when the broker acknowledges one of our publishes."""
@@ -244,17 +259,43 @@ class MqttClient:
             self.settings.client_id,
             session_present,
         )
-        if not session_present:
-            with self._lock:
-                subs = list(self._subscriptions)
-            for topic_filter, qos, _handler in subs:
-                client.subscribe(topic_filter, qos=qos)
+        with self._lock:
+            subs = list(self._subscriptions) if not session_present else []
+            self._pending_subs.clear()
+            if subs:
+                self._subscribed.clear()
+                for topic_filter, qos, _handler in subs:
+                    _rc, mid = client.subscribe(topic_filter, qos=qos)
+                    self._pending_subs.add(mid)
+            else:
+                self._subscribed.set()
         self._connected.set()
         for listener in self._connect_listeners:
             try:
                 listener(session_present)
             except Exception:
                 logger.exception("mqtt connect listener failed")
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        for code in reason_codes:
+            if code.is_failure:
+                logger.error(
+                    "mqtt subscription refused client_id=%s mid=%d reason=%s",
+                    self.settings.client_id,
+                    mid,
+                    code,
+                )
+        with self._lock:
+            self._pending_subs.discard(mid)
+            if not self._pending_subs:
+                self._subscribed.set()
 
     def _on_disconnect(
         self,
