@@ -80,10 +80,10 @@ async def _probe_rpc(host: str, port: int, timeout: float) -> str | None:
                 host, port, command, connect_timeout=timeout, read_timeout=timeout
             )
         except RpcError as exc:
+            # No cgminer-style answer at all (refused, silent, reset, not JSON): not an RPC
+            # port; asking it two more commands would only triple the wait.
             logger.debug("detect rpc %s failed rig=%s:%s err=%s", command, host, port, exc)
-            if "connect" in exc.fault or "refused" in exc.fault:
-                return None
-            continue
+            return None
         found = (
             family_from_devdetails(reply) if command == "devdetails" else family_from_version(reply)
         )

@@ -240,5 +240,85 @@ def status_cmd(
     console.print(_summary_line(snapshot.rigs, snapshot.elapsed_s))
 
 
+# --- sim ---
+def sim_cmd(
+    rigs: Annotated[
+        int | None, typer.Option("--rigs", "-n", help="Total rigs; the mix becomes weights.")
+    ] = None,
+    mix: Annotated[
+        str,
+        typer.Option(
+            "--mix",
+            help="FAMILY=N,... (counts, or weights with --rigs). Families: antminer, braiins, "
+            "whatsminer, avalon, luxos, cgminer, bitaxe.",
+        ),
+    ] = "antminer=4,whatsminer=2,braiins=1,avalon=1,luxos=1,cgminer=1,bitaxe=1",
+    base_port: Annotated[
+        int, typer.Option("--base-port", help="First port (RPC ports, then HTTP/v3); 0 = any free.")
+    ] = 40000,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    latency_ms: Annotated[
+        float, typer.Option("--latency-ms", help="Delay before every reply.")
+    ] = 0.0,
+    fault_share: Annotated[
+        float, typer.Option("--fault-share", help="Share of rigs given one random fault.")
+    ] = 0.0,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option("--fault", help="INDEX=FAULT (repeatable), e.g. 3=hang, 7=foreign_pool."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --fault-share.")] = 0,
+    ramp_up_s: Annotated[float, typer.Option("--ramp-up-s", help="Resume ramp.")] = 5.0,
+    ramp_down_s: Annotated[float, typer.Option("--ramp-down-s", help="Curtail ramp.")] = 1.0,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="Write the JSON manifest here, not stdout.")
+    ] = None,
+    duration_s: Annotated[
+        float | None, typer.Option("--duration-s", help="Stop after this long (default: ^C).")
+    ] = None,
+) -> None:
+    """Run simulated rigs of mixed families on real TCP/HTTP ports and print their manifest."""
+    import asyncio
+    import logging
+
+    from miners.sim import Simulator, parse_mix
+    from miners.sim.rig import Fault
+    from miners.sim.runner import serve, size_mix
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+    try:
+        counts = size_mix(parse_mix(mix), rigs)
+        faults = []
+        for item in fault or []:
+            index, sep, name = item.partition("=")
+            if not sep or not index.strip().isdigit():
+                raise ValueError(f"bad --fault {item!r}: expected INDEX=FAULT")
+            faults.append((int(index), Fault(name.strip())))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    sim = Simulator(
+        counts,
+        host=host,
+        base_port=base_port,
+        latency_ms=latency_ms,
+        ramp_up_s=ramp_up_s,
+        ramp_down_s=ramp_down_s,
+    )
+    for index, f in faults:
+        if not 0 <= index < len(sim.rigs):
+            typer.echo(f"error: --fault index {index} outside 0..{len(sim.rigs) - 1}", err=True)
+            raise typer.Exit(code=2)
+        sim.set_fault(index, f)
+    if fault_share > 0:
+        sim.sprinkle_faults(fault_share, seed)
+    try:
+        asyncio.run(serve(sim, manifest=manifest, duration_s=duration_s))
+    except OSError as exc:
+        typer.echo(f"error: cannot bind the simulator's ports: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+
+
 def register(app: typer.Typer) -> None:
     """Attach `sim` to the root app (the fleet commands live in the shared `miners` group)."""
+    app.command("sim")(sim_cmd)

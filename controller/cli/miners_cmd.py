@@ -63,3 +63,177 @@ def decode_cmd(
                 typer.echo(f"  - {line}")
         else:
             typer.echo(f"{key}: {value}")
+
+
+# --- control ---
+# `farmctl miners probe|curtail|resume|reboot RIG`: one rig, through its driver only (no raw
+# passthrough of privileged commands). Secrets come from the environment or a file, never argv.
+
+PASSWORD_ENV = "FARMCTL_RIG_PASSWORD"
+USER_ENV = "FARMCTL_RIG_USER"
+
+_RIG_ARG = typer.Argument(..., help="HOST[:PORT] (RPC port, or the HTTP port of an AxeOS rig).")
+_FAMILY_OPT = typer.Option(None, "--family", help="Skip detection: antminer, braiins, ...")
+_HTTP_OPT = typer.Option(80, "--http-port", help="Web API port (stock Antminer, AxeOS).")
+_USER_OPT = typer.Option(None, "--user", help=f"Login (default: ${USER_ENV} or the family's).")
+_PWFILE_OPT = typer.Option(
+    None, "--password-file", help=f"File holding the password (else ${PASSWORD_ENV})."
+)
+_TIMEOUT_OPT = typer.Option(5.0, "--timeout", help="Connect/read deadline in seconds.")
+_VERIFY_OPT = typer.Option(60.0, "--verify-timeout", help="How long an action may take to show.")
+
+
+def _control(
+    action: str,
+    rig: str,
+    *,
+    family: str | None,
+    http_port: int,
+    user: str | None,
+    password_file: Path | None,
+    timeout: float,
+    verify_timeout: float,
+    as_json: bool = False,
+) -> None:
+    import asyncio
+    import logging
+    import os
+
+    from miners.control import act_on_rig
+    from miners.driver import RigError
+    from miners.drivers.base import DriverTimeouts
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    secret: str | None = None
+    if password_file is not None:
+        try:
+            secret = password_file.read_text().strip()
+        except OSError as exc:
+            typer.echo(f"error: cannot read --password-file {password_file}: {exc}", err=True)
+            raise typer.Exit(code=2) from exc
+    elif os.environ.get(PASSWORD_ENV):
+        secret = os.environ[PASSWORD_ENV]
+    timeouts = DriverTimeouts(connect_s=timeout, read_s=timeout, verify_s=verify_timeout)
+    try:
+        driver, st = asyncio.run(
+            act_on_rig(
+                rig,
+                action,  # type: ignore[arg-type]  # one of the four commands below
+                family=family,
+                http_port=http_port,
+                secret=secret,
+                username=user or os.environ.get(USER_ENV),
+                timeouts=timeouts,
+            )
+        )
+    except (RigError, ValueError) as exc:
+        typer.echo(f"error: {action} {rig}: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    caps = sorted(str(c) for c in driver.capabilities)
+    if action != "probe":
+        typer.echo(
+            f"{action} {rig}: sent and verified; state={st.state} "
+            f"hashrate={st.hashrate_ths} TH/s power={st.power_w} W"
+        )
+        return
+    data = {"rig": rig, "family": driver.family, "capabilities": caps, "status": st.to_dict()}
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    typer.echo(f"rig: {rig}\nfamily: {driver.family}\ncapabilities: {', '.join(caps) or 'none'}")
+    for key, value in st.to_dict().items():
+        if value not in (None, [], ""):
+            typer.echo(f"{key}: {value}")
+
+
+@miners_app.command("probe")
+def probe_cmd(
+    rig: str = _RIG_ARG,
+    family: str | None = _FAMILY_OPT,
+    http_port: int = _HTTP_OPT,
+    user: str | None = _USER_OPT,
+    password_file: Path | None = _PWFILE_OPT,
+    timeout: float = _TIMEOUT_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print family, capabilities, status."),
+) -> None:
+    """Detect a rig's firmware family, read its status and list what its driver can do."""
+    _control(
+        "probe",
+        rig,
+        family=family,
+        http_port=http_port,
+        user=user,
+        password_file=password_file,
+        timeout=timeout,
+        verify_timeout=0.0,
+        as_json=as_json,
+    )
+
+
+@miners_app.command("curtail")
+def curtail_cmd(
+    rig: str = _RIG_ARG,
+    family: str | None = _FAMILY_OPT,
+    http_port: int = _HTTP_OPT,
+    user: str | None = _USER_OPT,
+    password_file: Path | None = _PWFILE_OPT,
+    timeout: float = _TIMEOUT_OPT,
+    verify_timeout: float = _VERIFY_OPT,
+) -> None:
+    """Stop a rig hashing (sleep / power-off), then confirm it by reading the state back."""
+    _control(
+        "curtail",
+        rig,
+        family=family,
+        http_port=http_port,
+        user=user,
+        password_file=password_file,
+        timeout=timeout,
+        verify_timeout=verify_timeout,
+    )
+
+
+@miners_app.command("resume")
+def resume_cmd(
+    rig: str = _RIG_ARG,
+    family: str | None = _FAMILY_OPT,
+    http_port: int = _HTTP_OPT,
+    user: str | None = _USER_OPT,
+    password_file: Path | None = _PWFILE_OPT,
+    timeout: float = _TIMEOUT_OPT,
+    verify_timeout: float = _VERIFY_OPT,
+) -> None:
+    """Start a curtailed rig hashing again, then confirm it by reading the state back."""
+    _control(
+        "resume",
+        rig,
+        family=family,
+        http_port=http_port,
+        user=user,
+        password_file=password_file,
+        timeout=timeout,
+        verify_timeout=verify_timeout,
+    )
+
+
+@miners_app.command("reboot")
+def reboot_cmd(
+    rig: str = _RIG_ARG,
+    family: str | None = _FAMILY_OPT,
+    http_port: int = _HTTP_OPT,
+    user: str | None = _USER_OPT,
+    password_file: Path | None = _PWFILE_OPT,
+    timeout: float = _TIMEOUT_OPT,
+    verify_timeout: float = _VERIFY_OPT,
+) -> None:
+    """Reboot a rig, then confirm it went down or came back with a fresh uptime."""
+    _control(
+        "reboot",
+        rig,
+        family=family,
+        http_port=http_port,
+        user=user,
+        password_file=password_file,
+        timeout=timeout,
+        verify_timeout=verify_timeout,
+    )

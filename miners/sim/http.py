@@ -48,6 +48,9 @@ class HttpRequest:
 
 def parse_request(buf: bytes) -> HttpRequest | None:
     """The request in `buf`, or None while it is still incomplete. Raises ValueError when bad."""
+    method_end = buf.find(b" ", 0, 9)
+    if len(buf) >= 8 and (method_end < 3 or not buf[:method_end].isalpha()):
+        raise ValueError("not an HTTP request")
     end = buf.find(b"\r\n\r\n")
     if end < 0:
         if len(buf) > MAX_HEAD:
