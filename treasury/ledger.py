@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from treasury.tables import (
@@ -359,12 +359,11 @@ class Ledger:
     def fee_total(self, start: datetime, end: datetime) -> Decimal:
         """Fees paid on fills in [start, end)."""
         with self._sessions() as session:
-            value = session.scalar(
-                select(func.coalesce(func.sum(Fill.fee), 0)).where(
-                    Fill.filled_at >= start, Fill.filled_at < end
-                )
-            )
-            return Decimal(str(value))
+            # Summed here, not in SQL: SQLite would add the text-stored amounts as floats.
+            fees = session.scalars(
+                select(Fill.fee).where(Fill.filled_at >= start, Fill.filled_at < end)
+            ).all()
+            return sum(fees, Decimal(0))
 
     # -- internals -------------------------------------------------------------------------
     @staticmethod

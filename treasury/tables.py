@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     DateTime,
@@ -13,9 +14,12 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 # Same naming convention in every package so Alembic emits stable constraint names on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -37,7 +41,31 @@ metadata = Base.metadata
 
 
 # -- the ledger ------------------------------------------------------------------------------
-Money = Numeric(28, 12)
+
+
+class Money(TypeDecorator[Decimal]):
+    """Exact money: NUMERIC(28, 12) where the database has it; text on SQLite, which would
+    otherwise round-trip amounts through binary floats (73380.6 -> 73380.600000000006)."""
+
+    impl = Numeric(28, 12)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(48))
+        return dialect.type_descriptor(Numeric(28, 12))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        amount = Decimal(str(value)).quantize(_SCALE)
+        return format(amount, "f") if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+
+_SCALE = Decimal("0.000000000001")
 
 ORDER_STATUSES = (
     "intent",
@@ -62,7 +90,7 @@ class Deposit(Base):
     venue: Mapped[str] = mapped_column(String(64))
     reference: Mapped[str] = mapped_column(String(128))
     currency: Mapped[str] = mapped_column(String(16))
-    amount: Mapped[Decimal] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money())
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     source: Mapped[str] = mapped_column(String(32), default="exchange")
 
@@ -77,14 +105,14 @@ class Order(Base):
     venue: Mapped[str] = mapped_column(String(64), index=True)
     symbol: Mapped[str] = mapped_column(String(32))
     side: Mapped[str] = mapped_column(String(4))
-    amount: Mapped[Decimal] = mapped_column(Money)
-    price: Mapped[Decimal] = mapped_column(Money)
-    reference_price: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    amount: Mapped[Decimal] = mapped_column(Money())
+    price: Mapped[Decimal] = mapped_column(Money())
+    reference_price: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
     status: Mapped[str] = mapped_column(String(20), index=True)
     venue_order_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    filled: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
-    cost: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
-    fee: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    filled: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
+    cost: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
+    fee: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -103,9 +131,9 @@ class Fill(Base):
         String(64), ForeignKey("treasury_orders.client_order_id"), index=True
     )
     side: Mapped[str] = mapped_column(String(4))
-    amount: Mapped[Decimal] = mapped_column(Money)
-    price: Mapped[Decimal] = mapped_column(Money)
-    fee: Mapped[Decimal] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money())
+    price: Mapped[Decimal] = mapped_column(Money())
+    fee: Mapped[Decimal] = mapped_column(Money())
     fee_currency: Mapped[str | None] = mapped_column(String(16), nullable=True)
     filled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
@@ -133,8 +161,8 @@ class BalanceSnapshot(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     venue: Mapped[str] = mapped_column(String(64), index=True)
     currency: Mapped[str] = mapped_column(String(16))
-    free: Mapped[Decimal] = mapped_column(Money)
-    total: Mapped[Decimal] = mapped_column(Money)
+    free: Mapped[Decimal] = mapped_column(Money())
+    total: Mapped[Decimal] = mapped_column(Money())
     taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
