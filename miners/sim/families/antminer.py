@@ -118,13 +118,14 @@ class AntminerFamily(RpcFamily):
             s[f"fan{f + 1}"] = rig.fan_rpm(f, now)
         s["temp_num"] = m.boards
         temps = [int(rig.board_temp_c(b, now)) if b < boards else 0 for b in range(4)]
-        for b in range(4):
+        for b in range(m.boards):  # as captured: temp1, temp2_1, temp2, temp2_2, ...
             s[f"temp{b + 1}"] = temps[b]
             s[f"temp2_{b + 1}"] = temps[b] + 5 if temps[b] else 0
         for b in range(4):
             t = temps[b]
             s[f"temp_pcb{b + 1}"] = f"{t - 13}-{t - 29}-{t}-{t - 10}" if t else "0-0-0-0"
             s[f"temp_chip{b + 1}"] = f"{t - 8}-{t - 24}-{t + 5}-{t - 5}" if t else "0-0-0-0"
+            s[f"temp_pic{b + 1}"] = f"{t - 23}-{t - 39}-{t - 10}-{t - 20}" if t else "0-0-0-0"
         s["total_rateideal"] = ghs(m.nominal_ths * rig.power_scale())
         s["rate_unit"] = "GH"
         s["total_freqavg"] = 525

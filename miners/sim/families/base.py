@@ -90,7 +90,7 @@ class RpcFamily:
                 out[part] = [self.reply(rig, part, param, now)]
             out["id"] = 1
             return self._frame(out, text, rig)
-        if command in self.reads and not text:
+        if command in self.reads and not text and not rig.ramping(now):
             key = (command, param)
             second = int(now)
             hit = rig.cache.get(key)
