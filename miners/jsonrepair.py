@@ -416,8 +416,10 @@ def repair_text(text: str) -> tuple[str, list[str]]:
 
 
 def _decode(raw: bytes | str) -> tuple[str, list[str]]:
+    # The trailing NUL is cgminer's wire terminator, not a fault: strip it before the strict try.
     if isinstance(raw, str):
-        return raw, []
+        return raw.rstrip("\x00"), []
+    raw = raw.rstrip(b"\x00")
     try:
         return raw.decode("utf-8"), []
     except UnicodeDecodeError:

@@ -42,27 +42,34 @@ def _quiet_num(value: Any, bad: list[str], key: str) -> float:
         return 0.0
 
 
+_MIN_SLOTS = 16  # bmminer lists 16 chain and fan slots (most empty); probe past that if present
+
+
 def _scan(row: dict[str, Any]) -> tuple[list[int], list[int], list[str]]:
-    """One pass over the ~200 keys: (board slots, fan rpms padded to fan_num, unreadable keys)."""
+    """(board slots, fan rpms padded to fan_num, unreadable keys) by probing slot keys directly:
+    a stats row has ~300 keys, and a lookup per slot is far cheaper than scanning them all."""
     slots: list[int] = []
-    fan_slots: list[tuple[int, int]] = []
     bad: list[str] = []
-    for key, value in row.items():
-        first = key[:1]
-        if first == "c" and key.startswith("chain_acn") and key[9:].isdigit():
-            slot = int(key[9:])
-            rate_key = f"chain_rate{slot}"
-            rate = row.get(rate_key)
-            if _quiet_num(value, bad, key) > 0 or (
-                rate not in (None, "") and _quiet_num(rate, bad, rate_key) > 0
-            ):
-                slots.append(slot)
-        elif first == "f" and key.startswith("fan") and key[3:].isdigit():
-            fan_slots.append((int(key[3:]), round(_quiet_num(value, bad, key))))
-    fan_slots.sort()
-    fans = [rpm for _, rpm in fan_slots if rpm > 0]
+    slot = 1
+    while slot <= _MIN_SLOTS or f"chain_acn{slot}" in row:
+        acn_key = f"chain_acn{slot}"
+        rate = row.get(f"chain_rate{slot}")
+        if (acn_key in row and _quiet_num(row[acn_key], bad, acn_key) > 0) or (
+            rate not in (None, "") and _quiet_num(rate, bad, f"chain_rate{slot}") > 0
+        ):
+            slots.append(slot)
+        slot += 1
+    fans: list[int] = []
+    slot = 1
+    while slot <= _MIN_SLOTS or f"fan{slot}" in row:
+        key = f"fan{slot}"
+        if key in row:
+            rpm = round(_quiet_num(row[key], bad, key))
+            if rpm > 0:
+                fans.append(rpm)
+        slot += 1
     declared = round(_quiet_num(row.get("fan_num"), bad, "fan_num"))
-    return sorted(slots), fans + [0] * max(0, declared - len(fans)), bad
+    return slots, fans + [0] * max(0, declared - len(fans)), bad
 
 
 def _has_chains(row: dict[str, Any]) -> bool:

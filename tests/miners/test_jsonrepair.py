@@ -34,9 +34,14 @@ def test_valid_json_takes_the_strict_path() -> None:
     assert loads_lenient(b'{"a": [1, 2.5, "x"]}') == ({"a": [1, 2.5, "x"]}, [])
 
 
+def test_trailing_nul_terminator_is_not_a_fault() -> None:
+    assert loads_lenient(b'{"Code": 11}\x00') == ({"Code": 11}, [])
+    assert loads_lenient('{"Code": 11}\x00\x00') == ({"Code": 11}, [])
+
+
 def test_rule_nul_bytes() -> None:
-    assert loads_lenient(b'{"Code": 11}\x00') == ({"Code": 11}, ["nul_bytes"])
     assert loads_lenient(b'\x00{"Code": 11}\x00\x00') == ({"Code": 11}, ["nul_bytes"])
+    assert loads_lenient(b'{"Code":\x00 11}') == ({"Code": 11}, ["nul_bytes"])
 
 
 def test_rule_raw_control_chars() -> None:
