@@ -459,6 +459,8 @@ def loads_lenient(raw: bytes | str) -> tuple[Any, list[str]]:
     text, applied = _decode(raw)
     try:
         return _strict(text), applied
+    except RecursionError:
+        raise JsonRepairError("unreadable JSON: nested too deeply", applied) from None
     except ValueError as strict_error:
         first_error = strict_error
     fast = _missing_commas_fast(text, first_error)
@@ -468,6 +470,8 @@ def loads_lenient(raw: bytes | str) -> tuple[Any, list[str]]:
     applied.extend(rules)
     try:
         return _strict(repaired), applied
+    except RecursionError:
+        raise JsonRepairError("unreadable JSON: nested too deeply", applied) from None
     except ValueError as exc:
         snippet = text[:80].replace("\n", "\\n")
         raise JsonRepairError(

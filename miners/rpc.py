@@ -139,6 +139,8 @@ async def _exchange(
         ) from None
     except OSError as exc:
         raise RpcConnectionError(rig, command, f"connect failed: {exc.strerror or exc}") from exc
+    except (OverflowError, ValueError) as exc:  # port out of range, malformed host
+        raise RpcConnectionError(rig, command, f"invalid address: {exc}") from exc
     try:
         transport.write(payload)
         try:

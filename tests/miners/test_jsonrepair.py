@@ -248,3 +248,8 @@ def test_missing_comma_fast_path_gives_way_to_other_rules() -> None:
     value, rules = loads_lenient('{"a": [{"b": 1}{"c": nan}], "d": 2,}')
     assert value == {"a": [{"b": 1}, {"c": None}], "d": 2}
     assert rules == ["nonfinite_numbers", "missing_commas", "extra_commas"]
+
+
+def test_deep_nesting_is_a_repair_error_not_a_crash() -> None:
+    with pytest.raises(JsonRepairError, match="nested too deeply"):
+        loads_lenient("[" * 100_000 + "]" * 100_000)

@@ -306,3 +306,37 @@ async def test_multi_propagates_connection_errors() -> None:
         port = probe.getsockname()[1]
     with pytest.raises(RpcError):
         await rpc_multi("127.0.0.1", port, ["summary", "pools"], connect_timeout=1)
+
+
+async def test_invalid_port_is_a_connection_error() -> None:
+    with pytest.raises(RpcConnectionError, match="invalid address"):
+        await rpc_command("127.0.0.1", 70000, "summary")
+
+
+async def test_connect_deadline_when_the_accept_queue_is_full() -> None:
+    # A listener that never accepts, with its backlog filled: further SYNs are dropped,
+    # so the connect itself hangs and the connect deadline must fire.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        await asyncio.sleep(0.05)
+        try:
+            await rpc_command("127.0.0.1", port, "summary", connect_timeout=0.3, read_timeout=0.3)
+        except RpcConnectionError as exc:
+            assert "no connection within 0.3s" in exc.fault
+        except RpcTimeoutError:
+            pytest.skip("kernel accepted the handshake despite the full backlog")
+        else:
+            pytest.fail("a rig that never accepts gave a reply")
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
