@@ -124,7 +124,8 @@ class SimRig:
 
     def power_w(self, now: float) -> float:
         """Current wall power in watts: standby draw plus the hashing share."""
-        hashing = (self.model.nominal_w - self.model.sleep_w) * self.power_scale() * self.level(now)
+        full = min(self.power_limit_w, self.model.nominal_w)  # the limit caps the wall draw
+        hashing = (full - self.model.sleep_w) * self.level(now)
         return round(self.model.sleep_w + hashing, 1)
 
     def uptime_s(self, now: float) -> int:

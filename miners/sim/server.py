@@ -14,7 +14,7 @@ import random
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from miners.sim.http import encode_response, parse_request, text_reply
 from miners.sim.rig import Fault, SimRig
@@ -96,7 +96,8 @@ class _RigProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's TCPTransport implements Transport without subclassing it: no isinstance check
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         rig = self.rig
         if rig.down_until and time.time() < rig.down_until:

@@ -116,7 +116,8 @@ class WhatsminerFamily(RpcFamily):
     # --- reads ---
 
     def summary(self, rig: SimRig, _: str | None, now: float) -> Reply:
-        rate = mhs(rig.hashrate_ths(now))
+        ths = rig.hashrate_ths(now)
+        rate = mhs(ths)
         acc = rig.accepted_shares(now)
         entry = {
             "Elapsed": rig.uptime_s(now),
@@ -136,7 +137,7 @@ class WhatsminerFamily(RpcFamily):
             "Voltage": 1206,
             "Power": int(rig.power_w(now)),
             "Power_RT": int(rig.power_w(now)),
-            "Power Rate": 46.31,
+            "Power Rate": round(rig.power_w(now) / ths, 2) if ths else 0.0,
             "Uptime": rig.uptime_s(now) + 1000,
             "Power Mode": "Normal",
             "Firmware Version": f"'{rig.model.firmware}'",
