@@ -103,7 +103,7 @@ def poll_cmd(
 
     from rich.console import Console
 
-    from miners.fleet import FleetPoller, TargetError, parse_targets
+    from miners.fleet import FleetPoller, TargetError, parse_targets, run_loop
     from miners.pollfile import PollSnapshot, write_poll
 
     if as_json and summary:
@@ -140,7 +140,7 @@ def poll_cmd(
             await asyncio.sleep(max(0.0, interval - elapsed))
 
     try:
-        asyncio.run(run())
+        run_loop(run())
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
@@ -165,19 +165,18 @@ def scan_cmd(
     concurrency: Annotated[int, typer.Option(help="Connections in flight in stage 1.")] = 1024,
 ) -> None:
     """Discover rigs: TCP connect over the range, then identify what answers."""
-    import asyncio
     import json
 
     from rich.console import Console
 
-    from miners.fleet import TargetError
+    from miners.fleet import TargetError, run_loop
     from miners.scan import scan, scan_targets
 
     try:
         targets = scan_targets(ranges, ports or [4028, 80])
     except TargetError as exc:
         raise typer.BadParameter(str(exc)) from None
-    report = asyncio.run(
+    report = run_loop(
         scan(
             targets,
             connect_timeout_s=connect_timeout,
