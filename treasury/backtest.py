@@ -435,7 +435,8 @@ def _prices(open_: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, np.ndarra
     c = np.ascontiguousarray(close, dtype=np.float64)
     if o.shape != c.shape or o.ndim != 1:
         raise StrategyError(f"open {o.shape} and close {c.shape} must be 1-D of equal length")
-    if not (np.isfinite(c).all() and (c > 0).all() and np.isfinite(o).all() and (o > 0).all()):
+    # min() is NaN when any value is NaN, so two reductions per array check finite and positive
+    if not (c.min() > 0.0 and o.min() > 0.0 and np.isfinite(c.max()) and np.isfinite(o.max())):
         raise StrategyError("open/close hold non-finite or non-positive prices")
     return o, c
 
@@ -446,6 +447,6 @@ def _deposits(deposits: np.ndarray | None, n: int) -> np.ndarray:
     d = np.ascontiguousarray(deposits, dtype=np.float64)
     if d.shape != (n,):
         raise StrategyError(f"deposits have shape {d.shape}, expected ({n},) like the prices")
-    if not (np.isfinite(d).all() and (d >= 0).all()):
+    if d.size and not (d.min() >= 0.0 and np.isfinite(d.max())):
         raise StrategyError("deposits must be finite and >= 0 coins per bar")
     return d
