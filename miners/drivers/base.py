@@ -369,10 +369,14 @@ def parsed_status(
     The flag comes from the control plane (web conf, `status`, `config`...), which the reply
     parsers do not see; a curtailed rig is curtailed even while its hashrate is still falling.
     """
+    from miners.drivers.common import overheat_temp
     from miners.parsers import build_status
 
     b = build_status(family, replies)
+    hot = overheat_temp(b.status.boards)
+    if hot is not None:
+        # not every firmware says why it stopped; a board over the line is reason enough
+        b.fault(f"overheating: {hot:.0f} C")
     if curtailed_reason:
         b.curtailed(curtailed_reason)
-        return b.finish()
-    return b.status
+    return b.finish() if hot is not None or curtailed_reason else b.status

@@ -16,6 +16,7 @@ from typing import Any
 
 from miners.credentials import RigCredentials
 from miners.driver import RigError
+from miners.jsonrepair import JsonRepairError, loads_lenient
 
 
 class HttpError(RigError):
@@ -217,6 +218,7 @@ class HttpClient:
         """GET a JSON document."""
         resp = await self.request("GET", path)
         try:
-            return resp.json()
-        except ValueError as exc:
-            raise HttpError(self.rig, f"HTTP GET {path}: body is not JSON") from exc
+            data, _rules = loads_lenient(resp.body)
+        except JsonRepairError as exc:
+            raise HttpError(self.rig, f"HTTP GET {path}: body is not JSON ({exc})") from exc
+        return data

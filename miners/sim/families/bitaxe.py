@@ -72,7 +72,7 @@ class BitaxeFamily:
         if req.path == "/api/system/info" and req.method == "GET":
             body = json.dumps(self.info(rig, now)).encode()
             if Fault.MALFORMED_JSON in rig.faults:
-                body = body.replace(b',"', b' "', 1)
+                body = body.replace(b', "', b' "', 1)
             return 200, {"Content-Type": "application/json"}, body
         if req.path == "/api/system/restart" and req.method == "POST":
             rig.reboot(now)

@@ -150,6 +150,8 @@ class WhatsminerFamily(RpcFamily):
             "Chip Temp Max": max(rig.board_temp_c(b, now) + 20 for b in range(rig.model.boards)),
             "Chip Temp Avg": 73.87,
         }
+        if Fault.OVERHEAT in rig.faults:
+            entry.update({"Error Code 0": 360, "Error 0 Time": "", "Error Code Count": 1})
         return {
             "STATUS": status_block(now, 11, "Summary", self.description(rig)),
             "SUMMARY": [entry],
