@@ -38,6 +38,9 @@ class TickSettings:
     params: StrategyParams
     limits: RiskLimits
     reference_window: int = 24  # closes whose median is the reference price
+    # Sell at the bid times (1 + offset): 0 crosses at once (taker), a small positive offset
+    # rests just above the bid as a maker order.
+    price_offset_fraction: Decimal = Decimal(0)
 
 
 @dataclass
@@ -138,7 +141,10 @@ def run_tick(
         venue = by_name[allocation.venue]
         try:
             amount, price = venue.prepare_limit_order(
-                settings.symbol, "sell", allocation.amount, allocation.price
+                settings.symbol,
+                "sell",
+                allocation.amount,
+                allocation.price * (Decimal(1) + settings.price_offset_fraction),
             )
             check_order(
                 "sell",

@@ -16,7 +16,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ from treasury.venues.base import (
 )
 
 logger = logging.getLogger(__name__)
+
+FEE_QUANTUM = Decimal("0.00000001")
 
 DEFAULT_RULES = MarketRules(
     symbol="BTC/USD",
@@ -151,7 +153,11 @@ class PaperVenue:
                 crossed = bar.high >= price if order["side"] == "sell" else bar.low <= price
                 if not crossed:
                     continue
-                amount = min(Decimal(order["amount"]) - Decimal(order["filled"]), budget)
+                amount = self.rules.round_amount(
+                    min(Decimal(order["amount"]) - Decimal(order["filled"]), budget)
+                )
+                if amount <= 0:
+                    break
                 budget -= amount
                 fills.append(self._fill(order, amount, price, "maker", bar.timestamp))
             self._state.update(
@@ -291,6 +297,7 @@ class PaperVenue:
         # Without an order book the last bar's volume bounds what the touch could absorb.
         cap = Decimal(s["last_volume"]) * self.volume_share if s["last_volume"] else None
         amount = Decimal(order["amount"]) if cap is None else min(Decimal(order["amount"]), cap)
+        amount = self.rules.round_amount(amount)
         if amount > 0:
             ts = datetime.fromisoformat(s["timestamp"]) if s["timestamp"] else datetime.now(UTC)
             self._fill(order, amount, touch, "taker", ts)
@@ -301,7 +308,8 @@ class PaperVenue:
         base, quote = order["symbol"].split("/")
         rate = self.rules.maker_fee if role == "maker" else self.rules.taker_fee
         notional = amount * price
-        fee = notional * rate
+        # Venues report fees rounded to the quote currency's precision.
+        fee = (notional * rate).quantize(FEE_QUANTUM, ROUND_HALF_UP)
         trade_id = f"T{self._state['next_trade']:08d}"
         self._state["next_trade"] += 1
         if order["side"] == "sell":
