@@ -255,6 +255,9 @@ class PlannerConfig(_Strict):
     min_off_hours: int = Field(default=1, ge=1)
     switch_cost_usd_per_mw: float = Field(default=5.0, ge=0)
     max_switches_per_day: int = Field(default=6, ge=0)
+    deadband_scale: float = Field(
+        default=0.5, ge=0, description="share of the forecast spread a switch must clear"
+    )
     hashprice_usd_per_th_day: float | None = Field(default=None, gt=0)
     stagger_batch: int = Field(default=20, ge=1)
     stagger_delay_s: float = Field(default=2.0, ge=0)
