@@ -134,7 +134,7 @@ def poll_cmd(
                 print(_summary_line(statuses, elapsed), flush=True)
             else:
                 console.print(_status_table(statuses, f"{len(statuses)} rigs"))
-                console.print(_summary_line(statuses, elapsed))
+                print(_summary_line(statuses, elapsed), flush=True)
             if once:
                 return
             await asyncio.sleep(max(0.0, interval - elapsed))
@@ -236,7 +236,7 @@ def status_cmd(
     console = Console()
     title = f"{len(snapshot.rigs)} rigs, polled {snapshot.polled_at:%Y-%m-%d %H:%M:%S %Z}"
     console.print(_status_table(snapshot.rigs, title))
-    console.print(_summary_line(snapshot.rigs, snapshot.elapsed_s))
+    print(_summary_line(snapshot.rigs, snapshot.elapsed_s))
 
 
 # --- sim ---
