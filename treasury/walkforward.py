@@ -39,7 +39,7 @@ class ParamGrid:
     )
     momentum_windows: Sequence[int] = (24, 72, 168)
     strengths: Sequence[float] = (0.0, 2.0, 5.0)
-    stop_losses: Sequence[float] = (0.0,)
+    stop_losses: Sequence[float] = (0.0, 0.1)
     decision_every: Sequence[int] = (1, 6)
     min_trade_fractions: Sequence[float] = (0.01, 0.05)
 
