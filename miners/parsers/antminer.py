@@ -72,6 +72,10 @@ def _scan(row: dict[str, Any]) -> tuple[list[int], list[int], list[str]]:
     return slots, fans + [0] * max(0, declared - len(fans)), bad
 
 
+def _ths(value: float | None, scale: float | None) -> float | None:
+    return None if value is None or scale is None else scaled(value, scale)
+
+
 def _has_chains(row: dict[str, Any]) -> bool:
     return "chain_acn1" in row or any(key.startswith("chain_") for key in row)
 
@@ -90,8 +94,12 @@ def parse_stats(reply: Any, b: StatusBuilder, command: str = "stats") -> None:
         return
     b.set("make", "Bitmain")
     model = b.status.model or text(data.get("Type"))
-    scale = 1e-6 if _is_scrypt(model) else unit_scale(text(data.get("rate_unit")))
+    scale: float | None = None
     scale_label = "MH (scrypt model)" if _is_scrypt(model) else (data.get("rate_unit") or "GH")
+    with b.guard(command, "rate_unit"):
+        scale = 1e-6 if _is_scrypt(model) else unit_scale(text(data.get("rate_unit")))
+    if scale is None:
+        scale_label = "unknown: hashrates not converted"
 
     slots, fans, unreadable = _scan(data)
     for item in unreadable:
@@ -102,13 +110,13 @@ def parse_stats(reply: Any, b: StatusBuilder, command: str = "stats") -> None:
             # Some cgminer 4.9 builds leave GHS 5s at "0.00" while every chain reports a rate.
             chain_sum = sum(num(data.get(f"chain_rate{slot}")) or 0.0 for slot in slots)
             current = chain_sum if chain_sum > 0 else current
-        b.set("hashrate_ths", None if current is None else scaled(current, scale))
+        b.set("hashrate_ths", _ths(current, scale))
     with b.guard(command, "average hashrate"):
         average = num(data.get("GHS av"))
-        b.set("hashrate_avg_ths", None if average is None else scaled(average, scale))
+        b.set("hashrate_avg_ths", _ths(average, scale))
     with b.guard(command, "expected hashrate"):
         ideal = positive(num(data.get("total_rateideal")))
-        b.set("expected_hashrate_ths", None if ideal is None else round(ideal * scale, 6))
+        b.set("expected_hashrate_ths", _ths(ideal, scale))
     with b.guard(command, "uptime"):
         b.set("uptime_s", integer(data.get("Elapsed")))
     with b.guard(command, "fans"):
@@ -124,7 +132,7 @@ def parse_stats(reply: Any, b: StatusBuilder, command: str = "stats") -> None:
         label = f"chain {slot}"
         with b.guard(command, f"{label} hashrate"):
             rate = num(data.get(f"chain_rate{slot}"))
-            b.set_board(board, "hashrate_ths", None if rate is None else scaled(rate, scale))
+            b.set_board(board, "hashrate_ths", _ths(rate, scale))
         with b.guard(command, f"{label} temperature"):
             b.set_board(board, "temp_c", positive(num(data.get(f"temp{slot}"))))
         if board.temp_c is None:

@@ -154,6 +154,8 @@ class StatusBuilder:
 
     def board(self, key: Any) -> BoardStatus:
         """The board for a firmware chain id/slot, created in arrival order (index 0, 1, ...)."""
+        if not isinstance(key, str | int | float):
+            key = repr(key)  # a junk id (list, dict) must not break the board lookup
         found = self.board_keys.get(key)
         if found is None:
             found = BoardStatus(index=len(self.status.boards))

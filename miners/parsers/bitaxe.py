@@ -82,6 +82,7 @@ def parse_system_info(reply: Any, b: StatusBuilder, command: str = "system_info"
             active.accepted = integer(r.get("sharesAccepted"))
             active.rejected = integer(r.get("sharesRejected"))
         b.set_list("pools", [p for p in (primary, fallback) if p is not None])
-    if integer(r.get("overheat_mode")):
-        b.fault("AxeOS overheat mode (hashing stopped until restart)")
+    with b.guard(command, "overheat mode"):
+        if integer(r.get("overheat_mode")):
+            b.fault("AxeOS overheat mode (hashing stopped until restart)")
     b.extra("wifi_status", text(r.get("wifiStatus")))

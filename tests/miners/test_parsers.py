@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from miners.jsonrepair import loads_lenient
 from miners.parsers import FAMILIES, parse_status
@@ -256,3 +258,91 @@ def test_unreadable_fan_and_chain_keys_are_listed(miner_responses: Path) -> None
     assert len(st.boards) == 3  # chain 3 still has a rate, so it is still a board
     assert "stats: could not read fan2='broken'" in st.errors
     assert "stats: could not read chain_acn3='??'" in st.errors
+
+
+# --- property: junk anywhere in a real reply never raises ---
+
+_REPLY_SETS = {
+    "antminer": [
+        "antminer/summary_s19pro.json",
+        "antminer/stats_s17pro.json",
+        "antminer/pools_s19_sleeping.json",
+        "antminer/version_s19pro_bmminer.json",
+    ],
+    "braiins": [
+        "braiins/summary_bosminer_plus_s9.json",
+        "braiins/devs_bosminer_plus_s9.json",
+        "braiins/fans_bosminer_plus_s9.json",
+        "braiins/temps_bosminer_plus_s9.json",
+        "braiins/tunerstatus_bosminer_plus_s9.json",
+    ],
+    "whatsminer": ["whatsminer/summary_m31s_btminer.json", "whatsminer/edevs_m31s_btminer.json"],
+    "avalon": ["avalon/stats_avalon10xx.json", "avalon/version.json"],
+    "bitaxe": ["bitaxe/api_system_info_bm1368.json"],
+}
+_COMMAND_OF = {
+    "summary": "summary",
+    "stats": "stats",
+    "pools": "pools",
+    "version": "version",
+    "devs": "devs",
+    "fans": "fans",
+    "temps": "temps",
+    "tunerstatus": "tunerstatus",
+    "edevs": "edevs",
+    "api": "system_info",
+}
+
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.text(max_size=8),
+    st.sampled_from(["nan", "inf", "", "-", "12-x-3", "[1 2]", "x" * 3]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else []
+    )
+    for key, child in items:
+        out.append((*prefix, key))
+        out.extend(_paths(child, (*prefix, key)))
+    return out
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(_REPLY_SETS)), st.data())
+def test_property_junk_values_never_raise(family: str, data: st.DataObject) -> None:
+    from controller.paths import miner_responses_dir
+
+    root = miner_responses_dir()
+    if root is None:
+        pytest.skip("recorded miner replies absent")
+    replies: dict[str, Any] = {}
+    for name in _REPLY_SETS[family]:
+        stem = Path(name).stem.split("_")[0]
+        replies[_COMMAND_OF[stem]] = load(root, name)
+    command = data.draw(st.sampled_from(sorted(replies)))
+    paths = _paths(replies[command])
+    for path in data.draw(st.lists(st.sampled_from(paths), min_size=1, max_size=6)):
+        target = replies[command]
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = data.draw(junk)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier replacement removed this path
+    st_ = parse_status(family, replies)
+    assert st_.state in RIG_STATES
+    # field guards caught it: no reply was lost whole to the last-resort handler
+    assert not [e for e in st_.errors if "reply could not be parsed" in e], st_.errors
+    json.dumps(st_.to_dict(), allow_nan=True)
