@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,7 @@ containers = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(containers)
 def test_property_valid_json_passes_every_rule_unchanged(doc: Any) -> None:
     text = json.dumps(doc, ensure_ascii=False)
@@ -253,3 +254,22 @@ def test_missing_comma_fast_path_gives_way_to_other_rules() -> None:
 def test_deep_nesting_is_a_repair_error_not_a_crash() -> None:
     with pytest.raises(JsonRepairError, match="nested too deeply"):
         loads_lenient("[" * 100_000 + "]" * 100_000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | st.text(alphabet="{}[],:\"\\ \n\x00ntrufal0123.-eE'", max_size=60))
+def test_property_any_input_returns_or_raises_repair_error(raw: bytes | str) -> None:
+    with contextlib.suppress(JsonRepairError):  # the only exception allowed out
+        loads_lenient(raw)
+
+
+@settings(max_examples=80, deadline=None)
+@given(containers, st.data())
+def test_property_truncation_anywhere_never_crashes(doc: Any, data: st.DataObject) -> None:
+    text = json.dumps(doc)
+    cut = data.draw(st.integers(min_value=1, max_value=len(text)))
+    try:
+        value, _ = loads_lenient(text[:cut])
+    except JsonRepairError:
+        return
+    assert isinstance(value, type(doc))
