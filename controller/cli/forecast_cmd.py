@@ -2,11 +2,158 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-forecast_app = typer.Typer(help="Electricity price data and day-ahead forecasts.", no_args_is_help=True)
+forecast_app = typer.Typer(
+    help="Electricity price data and day-ahead forecasts.", no_args_is_help=True
+)
+
+logger = logging.getLogger(__name__)
 
 
 def register(app: typer.Typer) -> None:
     """Attach the `forecast` group to the root app."""
     app.add_typer(forecast_app, name="forecast")
+
+
+def _epftoolbox_dir() -> Path:
+    from controller.paths import shared_data_dir
+
+    data = shared_data_dir()
+    if data is None:
+        raise typer.BadParameter(
+            "shared data not found: set FARMCTL_DATA_DIR or place ../shared/data beside the repo"
+        )
+    return data / "electricity" / "epftoolbox"
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    title = (
+        f"{report['market']}: {report['test_days']} test days "
+        f"{report['first_day']} .. {report['last_day']} ({report['seconds']} s)"
+    )
+    table = Table(title=title)
+    for col in ("model", "MAE", "rMAE", "sMAPE %", "RMSE", "DM p vs pub. LEAR"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    dm = report.get("diebold_mariano", {})
+    for name, row in report["models"].items():
+        p = dm.get(f"{name} vs published LEAR", {}).get("p_value")
+        table.add_row(
+            name,
+            f"{row['MAE']:.3f}",
+            f"{row['rMAE']:.4f}",
+            f"{row['sMAPE']:.2f}",
+            f"{row['RMSE']:.3f}",
+            "" if p is None else f"{p:.3g}",
+        )
+    for section, label in (
+        ("published_same_days", "published, same days"),
+        ("published_paper", "paper table"),
+    ):
+        for name, row in report.get(section, {}).items():
+            table.add_row(
+                f"{name} ({label})",
+                f"{row['MAE']:.3f}",
+                f"{row['rMAE']:.4f}",
+                f"{row['sMAPE']:.2f}",
+                f"{row['RMSE']:.3f}",
+                "",
+            )
+    console.print(table)
+    interval = report["interval"]
+    console.print(
+        f"p10-p90 interval of the combination: coverage {interval['coverage']:.3f} "
+        f"(nominal {interval['nominal']:.2f})"
+    )
+
+
+@forecast_app.command("evaluate")
+def evaluate(
+    market: Annotated[
+        str | None, typer.Option(help="Shared epftoolbox market: NP, BE, FR or DE.")
+    ] = None,
+    csv: Annotated[
+        Path | None, typer.Option(help="Any file in the epftoolbox layout instead of a market.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    days: Annotated[
+        int | None, typer.Option(min=8, help="Score only the first N test days (shorter run).")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a PNG of forecast vs actual with the p10-p90 band.")
+    ] = None,
+    save: Annotated[
+        Path | None, typer.Option(help="Write every hourly forecast to this CSV.")
+    ] = None,
+    windows: Annotated[
+        str, typer.Option(help="LEAR calibration windows in days, comma-separated.")
+    ] = "56,84,1092,1456",
+) -> None:
+    """Run the 728-day epftoolbox protocol (daily recalibration) and compare with the paper."""
+    from forecasting.evaluate import (
+        evaluation_report,
+        load_published_forecasts,
+        load_reference_metrics,
+        run_rolling,
+    )
+    from forecasting.prices import EPFTOOLBOX_MARKETS, PriceDataError, load_epftoolbox
+
+    if (market is None) == (csv is None):
+        raise typer.BadParameter("give exactly one of --market or --csv")
+    published = None
+    reference = None
+    try:
+        if market is not None:
+            market = market.upper()
+            if market not in EPFTOOLBOX_MARKETS:
+                raise typer.BadParameter(
+                    f"unknown market {market!r}; shared markets: {', '.join(EPFTOOLBOX_MARKETS)}"
+                )
+            folder = _epftoolbox_dir()
+            dataset = load_epftoolbox(folder / f"{market}.csv.gz", market)
+            published = load_published_forecasts(
+                folder / f"forecasts_paper2021_{market}_DNN_LEAR.csv.gz"
+            )
+            if days is None:
+                reference = load_reference_metrics(
+                    folder / "reference_metrics_paper2021.csv", market
+                )
+        else:
+            assert csv is not None
+            if not csv.is_file():
+                raise typer.BadParameter(f"{csv}: no such file")
+            dataset = load_epftoolbox(csv)
+        window_list = tuple(int(w) for w in windows.split(",") if w.strip())
+    except PriceDataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except ValueError as exc:
+        typer.echo(f"error: bad --windows {windows!r}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    def progress(done: int, total: int) -> None:
+        if not as_json and (done % 28 == 0 or done == total):
+            print(f"  {dataset.market}: day {done}/{total}", file=sys.stderr, flush=True)
+
+    result = run_rolling(dataset, n_days=days, windows=window_list, progress=progress)
+    report = evaluation_report(result, published, reference)
+    if save is not None:
+        result.to_frame().to_csv(save)
+    if plot is not None:
+        from forecasting.forecast_plots import plot_forecast
+
+        plot_forecast(result.to_frame().iloc[-14 * 24 :], plot, title=f"{dataset.market}")
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_table(report)
