@@ -1,9 +1,10 @@
 """ERCOT prices: the shared hub/load-zone hourly file and the public report API, DST-correct.
 
-ERCOT runs on America/Chicago and labels hours by *hour ending* (HE 1..24, "01:00".."24:00").
-HE h covers local wall-clock [h-1, h). On the spring DST day the wall hour 02:00-03:00 does not
-exist, so a row for it raises :class:`~forecasting.prices.NonexistentLocalTimeError`. On the
-autumn day the wall hour 01:00-02:00 happens twice: ERCOT repeats HE 2 and marks the second,
+ERCOT runs on America/Chicago and labels hours by *hour ending* (HE 1..24, "01:00".."24:00"):
+the wall-clock time at which the hour ends. On the spring DST day the clock jumps from 02:00 to
+03:00, so HE 2 does not exist (a row for it raises
+:class:`~forecasting.prices.NonexistentLocalTimeError`) and HE 3 is the hour 01:00 CST-03:00 CDT.
+On the autumn day 01:00-02:00 happens twice: ERCOT repeats HE 2 and marks the second,
 standard-time occurrence with ``DSTFlag = Y`` (some exports write it as ``02*``). Without a flag,
 two rows for the same HE 2 are taken in order of appearance. A 23-hour day thus gives 23 UTC
 hours and a 25-hour day 25, never shifted.
@@ -116,30 +117,44 @@ def ercot_hours_to_utc(
     flags = np.zeros(len(he), dtype=bool) if repeated is None else np.asarray(repeated, dtype=bool)
     seen: set[tuple[date, int]] = set()
     out = np.empty(len(he), dtype="datetime64[ns]")
-    day_cache: dict[date, dict[int, list[np.datetime64]]] = {}
+    day_cache: dict[date, np.ndarray] = {}
     for i, (day, h) in enumerate(zip(dates, he, strict=True)):
-        walls = day_cache.get(day)
-        if walls is None:
-            hours = local_day_hours(day, tz)
-            walls = {}
-            local = hours.tz_convert(tz)
-            for stamp, wall in zip(hours.tz_localize(None).to_numpy(), local.hour, strict=True):
-                walls.setdefault(int(wall), []).append(stamp)
-            day_cache[day] = walls
-        slots = walls.get(int(h) - 1)
-        if not slots:
-            raise NonexistentLocalTimeError(
-                f"{day} hour ending {h}: local {h - 1:02d}:00 does not exist in {tz} "
-                "(skipped by the spring DST change)"
-            )
-        second = bool(flags[i]) or (repeated is None and (day, int(h)) in seen)
-        if second and len(slots) < 2:
-            raise DuplicateHoursError(
-                f"{day} hour ending {h} appears twice but that hour is not repeated in {tz}"
-            )
-        out[i] = slots[1] if second else slots[0]
-        seen.add((day, int(h)))
+        starts = day_cache.get(day)
+        if starts is None:
+            starts = local_day_hours(day, tz).tz_localize(None).to_numpy()
+            day_cache[day] = starts
+        h = int(h)
+        second = bool(flags[i]) or (repeated is None and (day, h) in seen)
+        pos = _he_position(day, h, second, len(starts), tz)
+        out[i] = starts[pos]
+        seen.add((day, h))
     return pd.DatetimeIndex(out).tz_localize("UTC")
+
+
+def _he_position(day: date, he: int, second: bool, n_hours: int, tz: str) -> int:
+    """Index of hour ending ``he`` among the day's 23, 24 or 25 hours (module doc)."""
+    if not 1 <= he <= 24:
+        raise ErcotReportError(f"{day}: hour ending {he} outside 1..24")
+    if second and not (n_hours == 25 and he == 2):
+        raise DuplicateHoursError(
+            f"{day} hour ending {he} appears as a repeated hour but only HE 2 repeats, "
+            f"on the autumn DST day ({day} has {n_hours} hours in {tz})"
+        )
+    if n_hours == 24:
+        return he - 1
+    if n_hours == 23:  # spring: wall 02:00 never shows, so HE 2 does not exist
+        if he == 2:
+            raise NonexistentLocalTimeError(
+                f"{day} hour ending 2 does not exist in {tz} (spring DST change, 23-hour day)"
+            )
+        return 0 if he == 1 else he - 2
+    if n_hours == 25:  # autumn: HE 2 then the repeated HE 2 (DSTFlag Y / 02*)
+        if he == 1:
+            return 0
+        if he == 2:
+            return 2 if second else 1
+        return he
+    raise ErcotReportError(f"{day} has {n_hours} hours in {tz}; cannot place hour ending {he}")
 
 
 @dataclass(frozen=True)
