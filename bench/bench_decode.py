@@ -10,6 +10,10 @@
    BMMinerS9 `_get_hashrate/_get_hashboards/_get_fans/_get_uptime/_get_pools/_get_fw_ver/
    _get_expected_hashrate` fed the same dicts (no I/O on either side).
 
+4. RPC round trips: `rpc_command(..., "summary")` vs pyasic's `BMMinerRPCAPI.send_command`
+   against one local server process answering the S19 summary capture (+ NUL), 100 requests
+   in flight; requests/s and client CPU per request.
+
 Run: `python -m bench decode`. Reads ../shared/miner-responses in place; no network.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -141,6 +146,74 @@ def main() -> None:
         f"   ours read: {status.hashrate_ths} TH/s, {len(status.boards)} boards, "
         f"fans {status.fans_rpm}, {len(status.pools)} pools, state {status.state}"
     )
+    rpc_section()
+
+
+def _rpc_server(port_queue: Any, body: bytes) -> None:
+    """Body of the server process: answer every connection with `body` and close."""
+
+    async def serve() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(4096)
+            writer.write(body)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        port_queue.put(server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+async def _round_trips(call: Callable[[], Any], total: int, in_flight: int) -> tuple[float, float]:
+    """(requests per second, client CPU microseconds per request)."""
+    sem = asyncio.Semaphore(in_flight)
+
+    async def one() -> None:
+        async with sem:
+            await call()
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(one() for _ in range(total)))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return total / wall, cpu / total * 1e6
+
+
+def rpc_section(total: int = 3000) -> None:
+    """Section 4: RPC round trips against a server in another process."""
+    from pyasic.rpc.bmminer import BMMinerRPCAPI
+
+    from miners.rpc import rpc_command
+
+    body = (SHARED / "antminer/summary_s19pro.json").read_bytes() + b"\x00"
+    ctx = multiprocessing.get_context("spawn")
+    ports = ctx.Queue()
+    proc = ctx.Process(target=_rpc_server, args=(ports, body), daemon=True)
+    proc.start()
+    try:
+        port = ports.get(timeout=30)
+        api = BMMinerRPCAPI("127.0.0.1", port=port)
+
+        async def run() -> None:
+            for _ in range(2):  # second round is the one printed (warm)
+                ours = await _round_trips(
+                    lambda: rpc_command("127.0.0.1", port, "summary"), total, 100
+                )
+                theirs = await _round_trips(lambda: api.send_command("summary"), total, 100)
+            print(
+                f"   ours   {ours[0]:7.0f} req/s, {ours[1]:6.1f} us CPU/req\n"
+                f"   pyasic {theirs[0]:7.0f} req/s, {theirs[1]:6.1f} us CPU/req"
+                f"   (CPU ratio {theirs[1] / ours[1]:4.2f}x)"
+            )
+
+        print(
+            f"4. RPC round trips, {total} summary requests, 100 in flight (server in its own process)"
+        )
+        asyncio.run(run())
+    finally:
+        proc.terminate()
+        proc.join(5)
 
 
 if __name__ == "__main__":
