@@ -78,20 +78,31 @@ class HashrateLow:
 
 @dataclass(frozen=True, slots=True)
 class Overheat:
-    """Hottest board or chip above the model's limit (`limits` by model, else `default_limit_c`)."""
+    """Hottest board or chip above the model's limit.
+
+    The limit is `limits[model]` when given, else the hardware catalog's `max_temp_c` for the
+    model (with `use_catalog`), else `default_limit_c`.
+    """
 
     limits: Mapping[str, float] = field(default_factory=dict)
     default_limit_c: float = DEFAULT_TEMP_LIMIT_C
+    use_catalog: bool = True
     window: timedelta = timedelta(minutes=2)
     severity: Severity = "critical"
     name: str = "overheat"
 
     def limit_for(self, model: str | None) -> float:
-        """Limit for a model name (case-insensitive), else the default."""
+        """Limit for a model name (case-insensitive), else the catalog's, else the default."""
         if model:
             for key, value in self.limits.items():
                 if key.lower() == model.lower():
                     return value
+            if self.use_catalog:
+                from hardware import lookup  # the rig model catalog: a domain package, data only
+
+                known = lookup(model)
+                if known is not None:
+                    return known.max_temp_c
         return self.default_limit_c
 
     def check(self, status: RigStatus) -> str | Literal[False] | None:

@@ -117,6 +117,14 @@ def test_overheat_uses_the_model_limit_or_the_default() -> None:
     assert [e.kind for e in monitor.evaluate([hot], at(2))] == ["fired"]
 
 
+def test_overheat_limit_from_the_hardware_catalog() -> None:
+    rule = Overheat()  # no explicit limits: the catalog's max_temp_c for the model
+    assert rule.limit_for("Antminer S19 Pro") == 80.0  # hardware/catalog.csv
+    assert rule.limit_for("Unknown Rig 9000") == 85.0
+    assert rule.check(s19pro()) == "temperature 97.0 C over the Antminer S19 Pro limit 80 C"
+    assert Overheat(use_catalog=False).limit_for("Antminer S19 Pro") == 85.0
+
+
 def test_fan_stopped_only_while_hashing() -> None:
     rule = FanStopped()
     assert rule.check(s19pro(fans_rpm=[5160, 0, 6240, 6120])) == "fan(s) 1 stopped while hashing"
