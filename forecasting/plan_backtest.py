@@ -270,3 +270,39 @@ def plan_schedule(
     )
     out.attrs["break_even"] = be
     return out
+
+
+def known_price_forecast(frame: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
+    """Forecast for a site on day-ahead prices: the price is published, so p10 = p50 = p90 = it.
+
+    ``frame['rt']`` holds the price the site pays, ``frame['da']`` the same published price.
+    """
+    sub = frame.loc[frame.index >= start]
+    price = sub["da"].to_numpy(dtype=float)
+    return pd.DataFrame({"p10": price, "p50": price, "p90": price}, index=sub.index)
+
+
+def backtest_prices(
+    frame: pd.DataFrame,
+    cases: Sequence[BacktestCase],
+    constraints: PlanConstraints,
+    start: pd.Timestamp,
+    end: pd.Timestamp | None = None,
+    zone: str = "",
+    refit_months: int = 3,
+    real_time: bool = True,
+) -> tuple[list[BacktestResult], pd.DataFrame]:
+    """Forecast (walk-forward from ``start``) and score every case; returns results + forecast.
+
+    ``real_time=False`` is for sites that pay a published day-ahead price (``rt`` = ``da``).
+    """
+    from forecasting.rt_forecast import walk_forward
+
+    data = frame if end is None else frame.loc[frame.index < end]
+    if real_time:
+        forecast = walk_forward(
+            data["da"], data["rt"], start, constraints.timezone, refit_months=refit_months
+        )
+    else:
+        forecast = known_price_forecast(data, start)
+    return run_backtest(data, forecast, cases, constraints, zone), forecast
