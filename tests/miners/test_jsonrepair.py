@@ -273,3 +273,33 @@ def test_property_truncation_anywhere_never_crashes(doc: Any, data: st.DataObjec
     except JsonRepairError:
         return
     assert isinstance(value, type(doc))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(), st.dictionaries(st.text(), scalars, max_size=3))
+def test_property_backslash_quote_escapes_mean_a_quote(message: str, rest: dict[str, Any]) -> None:
+    intended = message + "'" + message
+    body = json.dumps(intended).replace("'", "\\'")  # how the firmware escapes apostrophes
+    value, rules = loads_lenient('{"Msg": ' + body + ', "rest": ' + json.dumps(rest) + "}")
+    assert value == {"Msg": intended, "rest": rest}
+    assert rules == ["invalid_escapes"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.integers(), st.text(max_size=5)), min_size=1, max_size=8),
+    st.sampled_from(["nan", "-nan", "inf", "-inf"]),
+)
+def test_property_bare_nonfinite_reads_as_null(items: list[Any], literal: str) -> None:
+    text = "[" + ", ".join(literal if item is None else json.dumps(item) for item in items) + "]"
+    value, rules = loads_lenient(text)
+    assert value == items
+    assert rules == (["nonfinite_numbers"] if None in items else [])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_characters='{["\x00'), max_size=20), containers)
+def test_property_leading_garbage_is_dropped(prefix: str, doc: Any) -> None:
+    text = prefix + json.dumps(doc)
+    value, _ = loads_lenient(text)
+    assert value == doc
