@@ -187,7 +187,7 @@ containers = st.one_of(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(containers)
 def test_property_valid_json_passes_every_rule_unchanged(doc: Any) -> None:
     text = json.dumps(doc, ensure_ascii=False)
@@ -263,7 +263,7 @@ def test_property_any_input_returns_or_raises_repair_error(raw: bytes | str) -> 
         loads_lenient(raw)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(containers, st.data())
 def test_property_truncation_anywhere_never_crashes(doc: Any, data: st.DataObject) -> None:
     text = json.dumps(doc)
