@@ -76,6 +76,13 @@ class BridgeSettings:
     ha_discovery: bool = True
     ha_prefix: str = "homeassistant"
     handler_timeout_s: float = 60.0
+    # sale reports wait for the receiver's receipt on `<prefix>/receipts` (see outbox.py)
+    sale_receipts: bool = False
+
+    @property
+    def receipt_topic(self) -> str:
+        """Where receivers confirm sale reports (give it to `OutboxDispatcher(receipt_topic=)`)."""
+        return f"{self.prefix}/receipts"
 
 
 def _node(text: str) -> str:
@@ -242,7 +249,13 @@ class MqttBridge:
         Call `outbox.wake()` after the commit.
         """
         body = {"id": report_id, **report}
-        return enqueue(conn, f"{self.settings.prefix}/sales/{report_id}", body, f"sale-{report_id}")
+        return enqueue(
+            conn,
+            f"{self.settings.prefix}/sales/{report_id}",
+            body,
+            f"sale-{report_id}",
+            confirm=self.settings.sale_receipts,
+        )
 
     # ---- Home Assistant discovery ----------------------------------------------------------
     def discovery_configs(

@@ -177,8 +177,9 @@ class MqttClient:
         if self.connected:
             self._subscribed.clear()
             _rc, mid = self.client.subscribe(topic_filter, qos=qos)
-            with self._lock:
-                self._pending_subs.add(mid)
+            if mid is not None:
+                with self._lock:
+                    self._pending_subs.add(mid)
 
     def add_publish_listener(self, listener: PublishListener) -> None:
         """Call `listener(mid, reason_code)` when the broker acknowledges one of our publishes."""
@@ -266,7 +267,8 @@ class MqttClient:
                 self._subscribed.clear()
                 for topic_filter, qos, _handler in subs:
                     _rc, mid = client.subscribe(topic_filter, qos=qos)
-                    self._pending_subs.add(mid)
+                    if mid is not None:
+                        self._pending_subs.add(mid)
             else:
                 self._subscribed.set()
         self._connected.set()

@@ -6,6 +6,12 @@ pending rows with QoS 1 while the broker is connected, at most `window` in fligh
 `acked_at` only when the broker's PUBACK for that row arrives. While the broker is away nothing
 is published, so memory stays bounded by the window: the table is the buffer. After a crash
 every unacknowledged row is sent again; receivers drop the repeat by `msg_id`.
+
+A broker acknowledges a message before it is on disk: killed in that instant, it loses a
+message we already marked done. For what must arrive (sale reports) a row can ask for an
+end-to-end receipt (`confirm=True`): the receiving `ReliableConsumer` publishes the msg_id on
+the receipt topic after its commit, and a row acknowledged by the broker but not confirmed
+within `confirm_timeout_s` is sent again (the receiver drops the repeat and confirms again).
 """
 
 from __future__ import annotations
@@ -13,15 +19,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
-from sqlalchemy import Connection, Engine, Table, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, and_, func, insert, or_, select, update
 
 from controller.mqtt.client import MqttClient
 from controller.mqtt.tables import MqttOutbox
@@ -48,10 +55,12 @@ def enqueue(
     *,
     qos: int = 1,
     retain: bool = False,
+    confirm: bool = False,
 ) -> bool:
     """Add a message to the outbox inside the caller's transaction.
 
     `msg_id` is the message's identity: enqueuing the same id twice keeps the first (False).
+    `confirm=True` keeps re-sending until the receiver's receipt arrives (see module doc).
     """
     if qos not in (0, 1, 2):
         raise ValueError(f"outbox message {msg_id}: qos must be 0, 1 or 2, got {qos}")
@@ -65,6 +74,7 @@ def enqueue(
             payload=encode_payload(payload),
             qos=qos,
             retain=retain,
+            confirm=confirm,
             created_at=datetime.now(UTC),
             attempts=0,
         )
@@ -79,6 +89,8 @@ class OutboxStats:
     published: int = 0
     acked: int = 0
     refused: int = 0
+    confirmed: int = 0
+    resent_unconfirmed: int = 0
 
 
 class OutboxDispatcher:
@@ -91,6 +103,8 @@ class OutboxDispatcher:
         *,
         window: int = 100,
         poll_interval_s: float = 0.5,
+        receipt_topic: str | None = None,
+        confirm_timeout_s: float = 30.0,
     ) -> None:
         if window < 1:
             raise ValueError(f"outbox window must be >= 1, got {window}")
@@ -103,11 +117,17 @@ class OutboxDispatcher:
         self._inflight: dict[int, int] = {}
         # PUBACKs arrive in paho's thread under its lock: hand them over without locking
         self._acks: deque[tuple[int, ReasonCode]] = deque()
+        self._receipts: deque[str] = deque()
+        self.receipt_topic = receipt_topic
+        self.confirm_timeout_s = confirm_timeout_s
+        self._last_resend_check = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         client.add_publish_listener(self._on_puback)
         client.add_connect_listener(self._on_connect)
+        if receipt_topic is not None:
+            client.subscribe(receipt_topic, self._on_receipt, qos=1)
 
     # ---- public --------------------------------------------------------------------------
     def start(self) -> None:
@@ -127,11 +147,18 @@ class OutboxDispatcher:
         self._wake.set()
 
     def pending(self) -> int:
-        """How many rows still wait for the broker's acknowledgement."""
+        """Rows still waiting for the broker's acknowledgement or, if asked, the receipt."""
         with self.engine.connect() as conn:
             return int(
                 conn.execute(
-                    select(func.count()).select_from(_T).where(_T.c.acked_at.is_(None))
+                    select(func.count())
+                    .select_from(_T)
+                    .where(
+                        or_(
+                            _T.c.acked_at.is_(None),
+                            and_(_T.c.confirm.is_(True), _T.c.confirmed_at.is_(None)),
+                        )
+                    )
                 ).scalar_one()
             )
 
@@ -148,12 +175,23 @@ class OutboxDispatcher:
     def _on_connect(self, session_present: bool) -> None:
         self._wake.set()
 
+    def _on_receipt(self, msg: Any) -> None:
+        try:
+            receipt = json.loads(msg.payload)
+            msg_id = receipt["msg_id"]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("outbox receipt on topic=%s malformed; dropped", msg.topic)
+            return
+        self._receipts.append(str(msg_id))
+        self._wake.set()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.poll_interval_s)
             self._wake.clear()
             try:
                 self._settle_acks()
+                self._settle_receipts()
                 if self.client.connected:
                     self._publish_pending()
             except Exception:
@@ -194,6 +232,46 @@ class OutboxDispatcher:
         for row_id, reason_text in refused:
             # refused rows stay pending and are retried; they are logged so an ACL mistake shows
             logger.error("outbox message refused by broker row=%d reason=%s", row_id, reason_text)
+
+    def _settle_receipts(self) -> None:
+        confirmed: list[str] = []
+        while self._receipts:
+            confirmed.append(self._receipts.popleft())
+        now = datetime.now(UTC)
+        if confirmed:
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    update(_T)
+                    .where(_T.c.msg_id.in_(confirmed), _T.c.confirmed_at.is_(None))
+                    .values(confirmed_at=now)
+                )
+            self.stats.confirmed += int(result.rowcount or 0)
+        if self.receipt_topic is None:
+            return
+        mono = time.monotonic()
+        if mono - self._last_resend_check < min(1.0, self.confirm_timeout_s / 2):
+            return
+        self._last_resend_check = mono
+        # acknowledged by the broker, never confirmed: the broker may have lost it; send again
+        cutoff = now - timedelta(seconds=self.confirm_timeout_s)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(_T)
+                .where(
+                    _T.c.confirm.is_(True),
+                    _T.c.confirmed_at.is_(None),
+                    _T.c.acked_at.is_not(None),
+                    _T.c.acked_at < cutoff,
+                )
+                .values(acked_at=None, last_error="no receipt: sent again")
+            )
+        resent = int(result.rowcount or 0)
+        if resent:
+            self.stats.resent_unconfirmed += resent
+            logger.warning(
+                "outbox: %d messages acknowledged but never confirmed; sending again", resent
+            )
+            self._wake.set()
 
     def _publish_pending(self) -> None:
         room = self.window - len(self._inflight)

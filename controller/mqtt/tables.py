@@ -41,6 +41,9 @@ class MqttOutbox(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     acked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # end-to-end: the receiver's receipt arrived (only for rows enqueued with confirm=True)
+    confirm: Mapped[bool] = mapped_column(default=False)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
 

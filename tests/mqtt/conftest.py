@@ -43,7 +43,9 @@ class Collector:
     def __init__(self, port: int, *topics: str, client_id: str = "collector", **auth: str) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
+        )
         if auth:
             self.client.username_pw_set(auth["username"], auth.get("password"))
         self._topics = topics
@@ -65,7 +67,9 @@ class Collector:
     def json(self, topic_filter: str) -> list[dict[str, Any]]:
         """Decoded payloads of messages matching `topic_filter`."""
         with self.lock:
-            return [json.loads(p) for t, p in self.messages if paho.topic_matches_sub(topic_filter, t)]
+            return [
+                json.loads(p) for t, p in self.messages if paho.topic_matches_sub(topic_filter, t)
+            ]
 
     def close(self) -> None:
         """Disconnect."""

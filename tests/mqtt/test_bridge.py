@@ -37,7 +37,9 @@ class Recorder:
 
 
 @pytest.fixture
-def stack(mosquitto: MosquittoBroker, engine: sa.Engine) -> Iterator[tuple[MqttBridge, Recorder, Collector]]:
+def stack(
+    mosquitto: MosquittoBroker, engine: sa.Engine
+) -> Iterator[tuple[MqttBridge, Recorder, Collector]]:
     client = MqttClient(settings_for(mosquitto.port, "controller-bridge"), will=MqttBridge.will())
     outbox = OutboxDispatcher(engine, client)
     recorder = Recorder()
@@ -67,29 +69,49 @@ S19 = RigStatus(
 )
 
 
-def test_status_totals_plan_and_home_assistant_discovery(stack: tuple[MqttBridge, Recorder, Collector]) -> None:
+def test_status_totals_plan_and_home_assistant_discovery(
+    stack: tuple[MqttBridge, Recorder, Collector],
+) -> None:
     bridge, _recorder, collector = stack
     assert bridge.publish_status("site-a", "rig-07", S19)
     curtailed = RigStatus(state="curtailed", hashrate_ths=0.0, power_w=15.0)
     assert bridge.publish_status("site-a", "rig-08", curtailed)
     bridge.publish_status("site-b", "rig-01", RigStatus(state="offline"))
     farm = bridge.publish_totals(
-        {("site-a", "rig-07"): S19, ("site-a", "rig-08"): curtailed, ("site-b", "rig-01"): RigStatus()}
+        {
+            ("site-a", "rig-07"): S19,
+            ("site-a", "rig-08"): curtailed,
+            ("site-b", "rig-01"): RigStatus(),
+        }
     )
     assert farm["rigs"] == 3 and farm["sites"] == 2
     assert farm["hashrate_ths"] == 100.0 and farm["power_w"] == 3065.0
     assert farm["efficiency_jth"] == 30.65
-    assert bridge.publish_plan({"hours": [{"start": "2026-11-23T14:00:00Z", "hashing": ["site-a/rig-07"]}]})
+    assert bridge.publish_plan(
+        {"hours": [{"start": "2026-11-23T14:00:00Z", "hashing": ["site-a/rig-07"]}]}
+    )
 
     state = wait_for(lambda: collector.json("farmctl/site-a/rig/rig-07/state"), what="rig state")[0]
-    assert state["state"] == "hashing" and state["power_w"] == 3050.0 and state["power_source"] == "meter"
+    assert (
+        state["state"] == "hashing"
+        and state["power_w"] == 3050.0
+        and state["power_source"] == "meter"
+    )
     assert state["temp_c_max"] == 63.5 and state["chip_temp_c_max"] == 76.0
     site_a = wait_for(lambda: collector.json("farmctl/site-a/totals"), what="site totals")[0]
-    assert site_a["rigs"] == 2 and site_a["states"]["curtailed"] == 1 and site_a["power_w"] == 3065.0
+    assert (
+        site_a["rigs"] == 2 and site_a["states"]["curtailed"] == 1 and site_a["power_w"] == 3065.0
+    )
     wait_for(lambda: collector.json("farmctl/plan"), what="plan")
-    assert wait_for(lambda: collector.messages and [p for t, p in collector.messages if t == "farmctl/availability"])
+    assert wait_for(
+        lambda: (
+            collector.messages and [p for t, p in collector.messages if t == "farmctl/availability"]
+        )
+    )
 
-    configs = wait_for(lambda: len(collector.json("ha-test/#")) >= 14 and collector.json("ha-test/#"), what="HA")
+    configs = wait_for(
+        lambda: len(collector.json("ha-test/#")) >= 14 and collector.json("ha-test/#"), what="HA"
+    )
     by_id = {c["unique_id"]: c for c in configs}
     power = by_id["farmctl_site-a_rig-07_power"]
     assert power["device_class"] == "power" and power["unit_of_measurement"] == "W"
@@ -108,7 +130,9 @@ def test_status_totals_plan_and_home_assistant_discovery(stack: tuple[MqttBridge
     # announced once per rig, not on every status
     before = len(collector.json("ha-test/#"))
     bridge.publish_status("site-a", "rig-07", S19)
-    wait_for(lambda: len(collector.json("farmctl/site-a/rig/rig-07/state")) == 2, what="second state")
+    wait_for(
+        lambda: len(collector.json("farmctl/site-a/rig/rig-07/state")) == 2, what="second state"
+    )
     assert len(collector.json("ha-test/#")) == before
 
 
@@ -122,7 +146,9 @@ def test_totals_of_an_empty_fleet() -> None:
     }
 
 
-def _send(collector: Collector, payload: bytes | dict[str, object], topic: str = "farmctl/cmd") -> None:
+def _send(
+    collector: Collector, payload: bytes | dict[str, object], topic: str = "farmctl/cmd"
+) -> None:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     collector.client.publish(topic, body, qos=1).wait_for_publish(5)
 
@@ -131,14 +157,36 @@ def test_operator_commands_validated_executed_once_and_acked(
     stack: tuple[MqttBridge, Recorder, Collector],
 ) -> None:
     bridge, recorder, collector = stack
-    curtail = {"id": "op-1", "action": "curtail", "target": {"kind": "rack", "id": "rack-1", "site": "site-a"}}
+    curtail = {
+        "id": "op-1",
+        "action": "curtail",
+        "target": {"kind": "rack", "id": "rack-1", "site": "site-a"},
+    }
     _send(collector, curtail)
     _send(collector, curtail)  # the same id again (a retry, a redelivery): executed once
     _send(collector, {"id": "op-2", "action": "resume", "target": {"kind": "rack", "id": "rack-9"}})
-    _send(collector, {"id": "op-3", "action": "override", "target": {"kind": "site", "id": "site-a"},
-                      "state": "curtailed", "start": "2026-11-23T17:00:00Z", "end": "2026-11-23T20:00:00Z"})
-    _send(collector, {"id": "op-4", "action": "override", "target": {"kind": "site", "id": "site-a"},
-                      "state": "curtailed", "start": "2026-11-23T20:00:00Z", "end": "2026-11-23T17:00:00Z"})
+    _send(
+        collector,
+        {
+            "id": "op-3",
+            "action": "override",
+            "target": {"kind": "site", "id": "site-a"},
+            "state": "curtailed",
+            "start": "2026-11-23T17:00:00Z",
+            "end": "2026-11-23T20:00:00Z",
+        },
+    )
+    _send(
+        collector,
+        {
+            "id": "op-4",
+            "action": "override",
+            "target": {"kind": "site", "id": "site-a"},
+            "state": "curtailed",
+            "start": "2026-11-23T20:00:00Z",
+            "end": "2026-11-23T17:00:00Z",
+        },
+    )
     _send(collector, {"id": "op-5", "action": "explode", "target": {"kind": "rig", "id": "r"}})
     _send(collector, {"id": "op-6", "action": "curtail", "target": {"kind": "rig", "id": "a/b"}})
     _send(collector, b"{not json")
@@ -146,8 +194,10 @@ def test_operator_commands_validated_executed_once_and_acked(
     _send(collector, b"OFF", topic="farmctl/site-a/rig/rig-07/hashing/set")
     _send(collector, b"MAYBE", topic="farmctl/site-a/rig/rig-07/hashing/set")
 
-    acks = wait_for(lambda: len(collector.json("farmctl/cmd/ack")) >= 7 and collector.json("farmctl/cmd/ack"),
-                    what="7 acks")
+    acks = wait_for(
+        lambda: len(collector.json("farmctl/cmd/ack")) >= 7 and collector.json("farmctl/cmd/ack"),
+        what="7 acks",
+    )
     by_id = {a["id"]: a for a in acks}
     assert by_id["op-1"]["ok"] is True and by_id["op-1"]["detail"] == {"rigs": 12}
     assert by_id["op-2"] == {**by_id["op-2"], "ok": False, "error": "no rack 'rack-9'"}
@@ -163,7 +213,10 @@ def test_operator_commands_validated_executed_once_and_acked(
     assert kinds.count(("op-1", "curtail", "rack", "rack-1")) == 1
     assert ("op-2", "resume", "rack", "rack-9") in kinds
     override = next(c for c in recorder.commands if c.id == "op-3")
-    assert isinstance(override, OverrideCommand) and (override.end - override.start).seconds == 3 * 3600
+    assert (
+        isinstance(override, OverrideCommand)
+        and (override.end - override.start).seconds == 3 * 3600
+    )
     switch = [c for c in recorder.commands if c.id.startswith("ha-")]
     assert len(switch) == 1 and switch[0].action == "curtail" and switch[0].target.site == "site-a"
     assert len(recorder.commands) == 4
@@ -172,7 +225,9 @@ def test_operator_commands_validated_executed_once_and_acked(
     wait_for(lambda: bridge.outbox.pending() == 0, what="every ack confirmed by the broker")
 
 
-async def test_async_handler_runs_on_the_daemon_loop(mosquitto: MosquittoBroker, engine: sa.Engine) -> None:
+async def test_async_handler_runs_on_the_daemon_loop(
+    mosquitto: MosquittoBroker, engine: sa.Engine
+) -> None:
     import asyncio
 
     loop = asyncio.get_running_loop()

@@ -9,7 +9,13 @@ import pytest
 
 from controller.mqtt.client import MqttClient
 from miners.driver import RigActionNotVerified, RigDriver, RigError, RigUnsupportedAction
-from miners.mqtt_driver import MqttPayloadError, MqttRigHub, RigTopics, parse_telemetry, telemetry_to_status
+from miners.mqtt_driver import (
+    MqttPayloadError,
+    MqttRigHub,
+    RigTopics,
+    parse_telemetry,
+    telemetry_to_status,
+)
 from miners.mqtt_sim import SimEndpoint, SimMqttRig
 from tests.mqtt.conftest import settings_for, wait_for
 from tests.support.mosquitto import MosquittoBroker
@@ -27,7 +33,13 @@ def hub(mosquitto: MosquittoBroker) -> Iterator[MqttRigHub]:
 
 @pytest.fixture
 def rig(mosquitto: MosquittoBroker) -> Iterator[SimMqttRig]:
-    sim = SimMqttRig(SimEndpoint(port=mosquitto.port), "site-a", "rig-07", mac="02:AA:00:00:00:07", interval_s=0.2)
+    sim = SimMqttRig(
+        SimEndpoint(port=mosquitto.port),
+        "site-a",
+        "rig-07",
+        mac="02:AA:00:00:00:07",
+        interval_s=0.2,
+    )
     sim.start()
     yield sim
     sim.stop()
@@ -69,7 +81,9 @@ def test_telemetry_payload_maps_onto_rig_status() -> None:
     assert status.efficiency_jth == pytest.approx(3050.0 / 100.2, abs=0.001)
     assert status.boards[0].chip_temp_c == 74.0
     assert status.pools[0].accepted == 120
-    assert status.last_seen is not None and status.last_seen.isoformat() == "2026-11-23T13:00:00+00:00"
+    assert (
+        status.last_seen is not None and status.last_seen.isoformat() == "2026-11-23T13:00:00+00:00"
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,8 +92,16 @@ def test_telemetry_payload_maps_onto_rig_status() -> None:
         (b"{", "invalid telemetry"),
         (b'{"id":"x","ts":"2026-11-23T13:00:00","state":"hashing"}', "at ts"),  # no timezone
         (b'{"id":"x","ts":"2026-11-23T13:00:00Z","state":"melting"}', "at state"),
-        (b'{"id":"x","ts":"2026-11-23T13:00:00Z","state":"hashing","hashrate_ths":-5}', "at hashrate_ths"),
-        (b'{"id":"x","ts":"2026-11-23T13:00:00Z","state":"hashing","pad":"' + b"x" * 70_000 + b'"}', "exceeds"),
+        (
+            b'{"id":"x","ts":"2026-11-23T13:00:00Z","state":"hashing","hashrate_ths":-5}',
+            "at hashrate_ths",
+        ),
+        (
+            b'{"id":"x","ts":"2026-11-23T13:00:00Z","state":"hashing","pad":"'
+            + b"x" * 70_000
+            + b'"}',
+            "exceeds",
+        ),
     ],
 )
 def test_bad_telemetry_is_refused_with_the_reason(payload: bytes, message: str) -> None:
@@ -110,31 +132,47 @@ async def test_driver_status_curtail_resume_power_target(hub: MqttRigHub, rig: S
     assert rig.power_target_w == 2600
     assert hub.telemetry("site-a", "rig-07").power_target_w == 2600  # type: ignore[union-attr]
 
-    with pytest.raises(RigError, match=r"site-a/rig-07: set_power_target refused: power target 9000"):
+    with pytest.raises(
+        RigError, match=r"site-a/rig-07: set_power_target refused: power target 9000"
+    ):
         await driver.set_power_target(9000)
     await driver.reboot()
 
 
-async def test_unacknowledged_command_fails_clearly(hub: MqttRigHub, mosquitto: MosquittoBroker) -> None:
-    deaf = SimMqttRig(SimEndpoint(port=mosquitto.port), "site-a", "rig-deaf", mac="02:aa:00:00:00:99",
-                      interval_s=0.2, ignore_commands=True)
+async def test_unacknowledged_command_fails_clearly(
+    hub: MqttRigHub, mosquitto: MosquittoBroker
+) -> None:
+    deaf = SimMqttRig(
+        SimEndpoint(port=mosquitto.port),
+        "site-a",
+        "rig-deaf",
+        mac="02:aa:00:00:00:99",
+        interval_s=0.2,
+        ignore_commands=True,
+    )
     deaf.start()
     try:
         wait_for(lambda: hub.telemetry("site-a", "rig-deaf"), what="telemetry")
         driver = hub.driver("site-a", "rig-deaf", ack_timeout_s=0.5)
-        with pytest.raises(RigError, match=r"rig-deaf: curtail: no ack on farm/site-a/rig-deaf/ack within 0.5s"):
+        with pytest.raises(
+            RigError, match=r"rig-deaf: curtail: no ack on farm/site-a/rig-deaf/ack within 0.5s"
+        ):
             await driver.curtail()
         assert deaf.commands and deaf.commands[0]["action"] == "curtail"
     finally:
         deaf.stop()
 
 
-async def test_ack_without_matching_telemetry_is_not_verified(hub: MqttRigHub, rig: SimMqttRig) -> None:
+async def test_ack_without_matching_telemetry_is_not_verified(
+    hub: MqttRigHub, rig: SimMqttRig
+) -> None:
     wait_for(lambda: hub.telemetry("site-a", "rig-07"), what="telemetry")
     # the agent acks but its telemetry keeps saying "hashing" (stuck firmware)
     rig._apply = lambda cmd: (True, None, False)  # type: ignore[method-assign]
     driver = hub.driver("site-a", "rig-07", ack_timeout_s=2, verify_timeout_s=0.6)
-    with pytest.raises(RigActionNotVerified, match="curtail acknowledged but telemetry within 1s shows hashing"):
+    with pytest.raises(
+        RigActionNotVerified, match="curtail acknowledged but telemetry within 1s shows hashing"
+    ):
         await driver.curtail()
 
 
@@ -144,11 +182,15 @@ async def test_unsupported_action_and_capabilities(hub: MqttRigHub, rig: SimMqtt
         await hub.command("site-a", "rig-07", "self_destruct", 2.0)
 
 
-async def test_last_will_marks_rig_offline_and_keeps_identity(hub: MqttRigHub, rig: SimMqttRig) -> None:
+async def test_last_will_marks_rig_offline_and_keeps_identity(
+    hub: MqttRigHub, rig: SimMqttRig
+) -> None:
     wait_for(lambda: hub.telemetry("site-a", "rig-07"), what="telemetry")
     driver = hub.driver("site-a", "rig-07")
     rig.stop(graceful=False)  # power cut: the broker publishes the will "offline"
-    status = wait_for(lambda: (s := hub.status("site-a", "rig-07")).state == "offline" and s, what="offline")
+    status = wait_for(
+        lambda: (s := hub.status("site-a", "rig-07")).state == "offline" and s, what="offline"
+    )
     assert status.state_reason == "rig went offline (last will / availability topic)"
     assert status.mac == "02:aa:00:00:00:07"
     assert status.hashrate_ths is None and status.power_w is None
@@ -161,7 +203,9 @@ def test_silent_rig_goes_offline_and_bad_messages_are_dropped(mosquitto: Mosquit
     hub = MqttRigHub(client, stale_after_s=30, clock=lambda: now[0])
     client.start()
     client.wait_ready()
-    sim = SimMqttRig(SimEndpoint(port=mosquitto.port), "s", "r1", mac="02:00:00:00:00:01", interval_s=60)
+    sim = SimMqttRig(
+        SimEndpoint(port=mosquitto.port), "s", "r1", mac="02:00:00:00:00:01", interval_s=60
+    )
     sim.start()
     try:
         wait_for(sim.client.is_connected, what="sim connected")
@@ -170,7 +214,9 @@ def test_silent_rig_goes_offline_and_bad_messages_are_dropped(mosquitto: Mosquit
         assert hub.status("s", "r1").state == "hashing"
         now[0] += 31
         status = hub.status("s", "r1")
-        assert status.state == "offline" and status.state_reason == "no telemetry for 31s (limit 30s)"
+        assert (
+            status.state == "offline" and status.state_reason == "no telemetry for 31s (limit 30s)"
+        )
         # malformed telemetry, a bad availability word and a bad ack: logged, dropped, no crash
         for topic, payload in [
             ("farm/s/r1/telemetry", b"\x00\x01 not json"),

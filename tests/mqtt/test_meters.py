@@ -47,7 +47,11 @@ SHELLY_FULL = {
             "freq": 50.0,
             "current": 13.42,
             "pf": 0.99,
-            "aenergy": {"total": 1822114.931, "by_minute": [51472.3, 51470.1, 51468.9], "minute_ts": 1795435200},
+            "aenergy": {
+                "total": 1822114.931,
+                "by_minute": [51472.3, 51470.1, 51468.9],
+                "minute_ts": 1795435200,
+            },
             "temperature": {"tC": 48.9, "tF": 120.1},
         },
         "sys": {"mac": "30C6F7828BD4", "restart_required": False, "uptime": 86400},
@@ -114,7 +118,10 @@ def test_shelly_partial_frames_overlay_the_last_full_state() -> None:
     # the minute's energy update nests inside aenergy: merged, by_minute kept
     energy = {
         "method": "NotifyStatus",
-        "params": {"ts": 1795435260.0, "switch:0": {"aenergy": {"total": 1822166.4, "minute_ts": 1795435260}}},
+        "params": {
+            "ts": 1795435260.0,
+            "switch:0": {"aenergy": {"total": 1822166.4, "minute_ts": 1795435260}},
+        },
     }
     later = state.apply(json.dumps(energy).encode(), NOW)
     assert later is not None
@@ -166,12 +173,15 @@ class FakeClock:
 
 def _catalog(data_dir: Path) -> dict[str, tuple[float, float]]:
     with (data_dir / "asic_models.csv").open() as fh:
-        return {row["model"]: (float(row["hashrate_ths"]), float(row["power_w"])) for row in csv.DictReader(fh)}
+        return {
+            row["model"]: (float(row["hashrate_ths"]), float(row["power_w"]))
+            for row in csv.DictReader(fh)
+        }
 
 
 def test_power_precedence_meter_then_reported_then_nameplate(data_dir: Path) -> None:
     catalog = _catalog(data_dir)
-    s19j_ths, s19j_w = catalog["Antminer S19j Pro"]
+    _s19j_ths, s19j_w = catalog["Antminer S19j Pro"]
     s21_ths, s21_w = catalog["Antminer S21"]
     assert (s19j_w, s21_w) == (3050.0, 3500.0)
     clock = FakeClock()
@@ -183,10 +193,16 @@ def test_power_precedence_meter_then_reported_then_nameplate(data_dir: Path) -> 
         clock=clock,
     )
     statuses = {
-        "rig-a": RigStatus(state="hashing", hashrate_ths=99.1, power_w=3000.0, power_source="reported"),
-        "rig-b": RigStatus(state="hashing", hashrate_ths=98.7, power_w=3010.0, power_source="reported"),
+        "rig-a": RigStatus(
+            state="hashing", hashrate_ths=99.1, power_w=3000.0, power_source="reported"
+        ),
+        "rig-b": RigStatus(
+            state="hashing", hashrate_ths=98.7, power_w=3010.0, power_source="reported"
+        ),
         "rig-c": RigStatus(state="hashing", hashrate_ths=s21_ths),  # reports no power
-        "rig-d": RigStatus(state="hashing", hashrate_ths=99.5, power_w=2990.0, power_source="reported"),
+        "rig-d": RigStatus(
+            state="hashing", hashrate_ths=99.5, power_w=2990.0, power_source="reported"
+        ),
         "rig-e": RigStatus(state="hashing", hashrate_ths=s21_ths),
     }
     placements = {
@@ -197,11 +213,18 @@ def test_power_precedence_meter_then_reported_then_nameplate(data_dir: Path) -> 
         "rig-e": RigPlacement(rack="rack-2", nameplate_w=s21_w),
     }
     book.handle("tele/tasmota_rig_a/SENSOR", TASMOTA_SENSOR, NOW)
-    rack_frame = {"method": "NotifyFullStatus", "params": {"ts": 1.0, "switch:0": {"apower": 6650.0}}}
+    rack_frame = {
+        "method": "NotifyFullStatus",
+        "params": {"ts": 1.0, "switch:0": {"apower": 6650.0}},
+    }
     book.handle("shellypro1pm-rack2/events/rpc", json.dumps(rack_frame).encode(), NOW)
 
     res = resolve_power(statuses, placements, book, silence_s=60)
-    assert (res["rig-a"].power_w, res["rig-a"].source, res["rig-a"].meter_id) == (3102.0, "meter", "tasmota_rig_a")
+    assert (res["rig-a"].power_w, res["rig-a"].source, res["rig-a"].meter_id) == (
+        3102.0,
+        "meter",
+        "tasmota_rig_a",
+    )
     assert (res["rig-b"].power_w, res["rig-b"].source) == (3010.0, "reported")
     assert (res["rig-c"].power_w, res["rig-c"].source) == (3500.0, "nameplate")
     # the rack meter's 6650 W shared by reported (2990) and nameplate (3500) weights
@@ -217,7 +240,11 @@ def test_power_precedence_meter_then_reported_then_nameplate(data_dir: Path) -> 
     clock.now += 61
     book.handle("shellypro1pm-rack2/events/rpc", json.dumps(rack_frame).encode(), NOW)
     res = resolve_power(statuses, placements, book, silence_s=60)
-    assert (res["rig-a"].power_w, res["rig-a"].source, res["rig-a"].meter_silent) == (3000.0, "reported", True)
+    assert (res["rig-a"].power_w, res["rig-a"].source, res["rig-a"].meter_silent) == (
+        3000.0,
+        "reported",
+        True,
+    )
     assert "tasmota_rig_a silent for 61s" in res["rig-a"].notes[0]
     assert res["rig-d"].source == "meter" and not res["rig-d"].meter_silent
     flagged = apply_power(statuses["rig-a"], res["rig-a"])
@@ -227,7 +254,11 @@ def test_power_precedence_meter_then_reported_then_nameplate(data_dir: Path) -> 
     # an LWT "Offline" distrusts the rack meter at once
     book.handle("shellypro1pm-rack2/online", b"false", NOW)
     res = resolve_power(statuses, placements, book, silence_s=60)
-    assert (res["rig-e"].power_w, res["rig-e"].source, res["rig-e"].meter_silent) == (3500.0, "nameplate", True)
+    assert (res["rig-e"].power_w, res["rig-e"].source, res["rig-e"].meter_silent) == (
+        3500.0,
+        "nameplate",
+        True,
+    )
 
 
 def test_meter_book_drops_unknown_topics_and_bad_payloads() -> None:
@@ -253,16 +284,26 @@ def test_simulated_meters_over_a_real_broker(mosquitto) -> None:  # type: ignore
     client.start()
     client.wait_ready()
     endpoint = SimEndpoint(port=mosquitto.port)
-    tasmota = SimTasmotaMeter(endpoint, "tasmota-sim", [lambda: 3050.0], interval_s=0.1, overhead=0.0)
-    shelly = SimShellyMeter(endpoint, "shellypro1pm-sim", [lambda: 3050.0, lambda: 15.0], interval_s=0.1, overhead=0.0)
+    tasmota = SimTasmotaMeter(
+        endpoint, "tasmota-sim", [lambda: 3050.0], interval_s=0.1, overhead=0.0
+    )
+    shelly = SimShellyMeter(
+        endpoint, "shellypro1pm-sim", [lambda: 3050.0, lambda: 15.0], interval_s=0.1, overhead=0.0
+    )
     tasmota.start()
     shelly.start()
     try:
         t = wait_for(lambda: book.fresh_reading("tasmota-sim", 5), what="tasmota reading")
         assert t.power_w == 3050.0
-        wait_for(lambda: shelly._sent_full and book.silent_for("shellypro1pm-sim") is not None, what="shelly")
+        wait_for(
+            lambda: shelly._sent_full and book.silent_for("shellypro1pm-sim") is not None,
+            what="shelly",
+        )
         # several partial frames later the reading still carries the full frame's voltage
-        wait_for(lambda: (r := book.fresh_reading("shellypro1pm-sim", 5)) and r.voltage_v == 230.1, what="overlay")
+        wait_for(
+            lambda: (r := book.fresh_reading("shellypro1pm-sim", 5)) and r.voltage_v == 230.1,
+            what="overlay",
+        )
         reading = book.fresh_reading("shellypro1pm-sim", 5)
         assert reading is not None and reading.power_w == 3065.0
         assert reading.energy_wh is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -53,6 +54,9 @@ class MosquittoBroker:
             f"log_dest file {self.log_path}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
         )
+        if os.geteuid() == 0 and "\nuser " not in f"\n{self.extra_conf}":
+            # as root mosquitto drops to user `mosquitto`, which cannot write persistence here
+            base += "user root\n"
         if "allow_anonymous" not in self.extra_conf:
             base += "allow_anonymous true\n"
         self.conf_path.write_text(base + self.extra_conf)
