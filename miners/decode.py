@@ -159,6 +159,8 @@ def detect_command(reply: Any, hint: str = "") -> str:
                 return "get_version"
             if "salt" in msg:
                 return "get_token"
+            if "error_code" in msg:
+                return "get_error_code"
             if "hostname" in msg or "mac" in msg:
                 return "get_miner_info"
         if isinstance(msg, str) and re.match(r"ASC \d+ set", msg):
@@ -200,7 +202,7 @@ def detect_family(reply: Any, command: str, hint: str = "") -> str:
     """The firmware family from the reply's content, else a family name in the path, else cgminer."""
     if command == "system_info":
         return "bitaxe"
-    if command in ("get_version", "get_miner_info", "get_token", "encrypted"):
+    if command in ("get_version", "get_miner_info", "get_token", "get_error_code", "encrypted"):
         return "whatsminer"
     parts = _joined_parts(reply) if isinstance(reply, dict) else None
     for part in parts.values() if parts else [reply]:

@@ -85,6 +85,7 @@ FAMILIES: dict[str, FamilySpec] = {
             "summary": whatsminer.parse_summary,
             "get_version": whatsminer.parse_get_version,
             "get_miner_info": whatsminer.parse_get_miner_info,
+            "get_error_code": whatsminer.parse_get_error_code,
         },
     ),
     "avalon": FamilySpec(

@@ -219,3 +219,24 @@ def parse_get_miner_info(reply: Any, b: StatusBuilder, command: str = "get_miner
     mac = text(msg.get("mac"))
     b.set("mac", mac.upper() if mac else None)
     b.extra("led", text(msg.get("ledstat")))
+
+
+def parse_get_error_code(reply: Any, b: StatusBuilder, command: str = "get_error_code") -> None:
+    """API v2 get_error_code: `Msg.error_code` as a list of {code: time} (or one object)."""
+    msg = _msg(reply, command, b)
+    if msg is None:
+        return
+    entries = msg.get("error_code")
+    if isinstance(entries, dict):
+        entries = [entries]
+    if not isinstance(entries, list):
+        b.error(f"{command}: no error_code list in Msg")
+        return
+    b.touched.add("errors")
+    for entry in entries:
+        items = entry.items() if isinstance(entry, dict) else [(entry, None)]
+        for raw_code, when in items:
+            with b.guard(command, f"error code {raw_code!r}"):
+                code = int(str(raw_code).strip())
+                suffix = f" (since {when})" if when else ""
+                b.error(f"error {code}: {describe_error(code)}{suffix}")

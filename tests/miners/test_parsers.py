@@ -346,3 +346,24 @@ def test_property_junk_values_never_raise(family: str, data: st.DataObject) -> N
     # field guards caught it: no reply was lost whole to the last-resort handler
     assert not [e for e in st_.errors if "reply could not be parsed" in e], st_.errors
     json.dumps(st_.to_dict(), allow_nan=True)
+
+
+def test_whatsminer_get_error_code_list_and_object_forms() -> None:
+    from miners.decode import decode_reply
+
+    reply = (
+        '{"STATUS":"S","When":1,"Code":133,"Msg":{"error_code":'
+        '[{"110":"2023-01-06 10:00:00"},{"2310":"2023-01-06 10:05:00"}]},"Description":""}'
+    )
+    d = decode_reply(reply).to_dict()
+    assert (d["command"], d["family"]) == ("get_error_code", "whatsminer")
+    assert d["errors"] == [
+        "error 110: intake fan speed error (since 2023-01-06 10:00:00)",
+        "error 2310: hashrate is too low (since 2023-01-06 10:05:00)",
+    ]
+    # btminer 2.0.4 writes the list with object members: repaired, then read the same way
+    broken = '{"STATUS":"S","Code":133,"Msg":{"error_code":["530":"x","zz":"y"]}}'
+    d = decode_reply(broken).to_dict()
+    assert d["repairs"] == ["array_with_members"]
+    assert d["errors"][0] == "error 530: slot 0 not found (since x)"
+    assert "could not read error code 'zz'" in d["errors"][1]
