@@ -1,6 +1,6 @@
 """Canaan Avalon `stats`/`estats`: the `MM ID<n>` bracket string, e.g. `Ver[1047-...] Temp[28]`.
 
-Keys used: Ver (model number + firmware), DNA (serial), GHSmm/GHSavg (GH/s now/average),
+Keys used: Ver (model number + firmware), DNA (serial), GHSmm or GHSspd / GHSavg (GH/s now/avg),
 MGHS (GH/s per board), MTmax/MTavg (max/avg chip temp per board), Temp (intake), Fan<n>,
 PVT_T<n> (one entry per chip on board n), WALLPOWER or PS[...] index 4 (W, 0 = unknown),
 MPO (power limit), SYSTEMSTATU (work state: "In Idle" after a soft-off is curtailed).
@@ -15,7 +15,8 @@ from miners.parsers.base import StatusBuilder, integer, num, positive, scaled, t
 from miners.parsers.cgminer import rows_or_none
 
 _FIELD = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\[([^\]]*)\]")
-_MM_KEY = re.compile(r"^MM ID(\d+)$")
+# "MM ID0" (A10xx/A11xx) or "MM ID0:Summary" (newer firmware's estats)
+_MM_KEY = re.compile(r"^MM ID(\d+)(?::Summary)?$")
 
 
 def parse_mm_string(raw: str) -> dict[str, str]:
@@ -64,7 +65,7 @@ def parse_stats(reply: Any, b: StatusBuilder, command: str = "stats") -> None:
                 b.set("firmware", version)
         b.set("serial", text(mm.get("DNA")))
         with b.guard(command, "hashrate"):
-            value = num(mm.get("GHSmm"))
+            value = num(mm.get("GHSmm", mm.get("GHSspd")))  # GHSspd on newer firmware
             if value is not None:
                 now += value / 1000
                 now_seen = True

@@ -367,3 +367,13 @@ def test_whatsminer_get_error_code_list_and_object_forms() -> None:
     assert d["repairs"] == ["array_with_members"]
     assert d["errors"][0] == "error 530: slot 0 not found (since x)"
     assert "could not read error code 'zz'" in d["errors"][1]
+
+
+def test_avalon_newer_estats_layout() -> None:
+    mm = "Ver[1246-x] GHSspd[90123.4] GHSavg[89000] MGHS[30000 30000 30123.4] Fan1[4000]"
+    reply = {"STATUS": [{"STATUS": "S"}], "STATS": [{"STATS": 0, "MM ID0:Summary": mm}]}
+    st = parse_status("avalon", {"estats": reply})
+    assert st.model == "Avalon 1246"
+    assert st.hashrate_ths == pytest.approx(90.1234)
+    assert [b.hashrate_ths for b in st.boards] == pytest.approx([30.0, 30.0, 30.1234])
+    assert st.fans_rpm == [4000]
