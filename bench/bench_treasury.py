@@ -169,6 +169,7 @@ def sweep_grid(base: Any) -> list[Any]:
         ),
         momentum_windows=(240, 1_440, 2_880, 10_080),
         strengths=(0.0, 1.0, 2.0, 5.0, 10.0),
+        stop_losses=(0.0,),
         min_trade_fractions=(0.005, 0.01, 0.02, 0.05, 0.1),
         decision_every=(15, 60),
     )

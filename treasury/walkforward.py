@@ -196,14 +196,18 @@ class WalkForwardReport:
     folds: list[Fold] = field(default_factory=list)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Mean edge and share of folds won, IS and OOS, against each baseline."""
+        """Against each baseline, IS and OOS: mean edge per fold, share of folds won, and the
+        pooled edge (sum of the strategy's final values over the sum of the baseline's)."""
         out: dict[str, dict[str, float]] = {}
         for side in ("in_sample", "out_of_sample"):
+            scores = [getattr(f, side) for f in self.folds]
             for base in ("hold", "sell_daily", "twap"):
-                edges = np.array([getattr(f, side).edge(base) for f in self.folds])
+                edges = np.array([s.edge(base) for s in scores])
+                pooled = sum(s.strategy for s in scores), sum(getattr(s, base) for s in scores)
                 out[f"{side}_vs_{base}"] = {
                     "mean_edge": float(np.nanmean(edges)) if edges.size else math.nan,
                     "folds_won": float((edges > 0).mean()) if edges.size else math.nan,
+                    "pooled_edge": pooled[0] / pooled[1] - 1.0 if pooled[1] > 0 else math.nan,
                 }
         return out
 

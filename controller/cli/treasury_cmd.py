@@ -325,7 +325,8 @@ def walkforward(
         )
     for key, value in report.summary().items():
         typer.echo(
-            f"{key}: mean edge {value['mean_edge']:+.2%}, folds won {value['folds_won']:.0%}"
+            f"{key}: mean edge {value['mean_edge']:+.2%}, folds won {value['folds_won']:.0%}, "
+            f"pooled edge {value['pooled_edge']:+.2%}"
         )
 
 

@@ -18,6 +18,7 @@ GRID = ParamGrid(
     bands=(("quantile", 168, 0.1, 0.9), ("minmax", 336, 0.0, 1.0)),
     momentum_windows=(24, 72),
     strengths=(0.0, 3.0),
+    stop_losses=(0.0, 0.1),
     decision_every=(1, 4),
     min_trade_fractions=(0.02,),
 )
@@ -33,12 +34,12 @@ def market(data_dir: Path):  # type: ignore[no-untyped-def]
 def test_sweep_matches_single_runs(market) -> None:  # type: ignore[no-untyped-def]
     bars, dep = market
     points = GRID.points(StrategyParams())
-    assert len(points) == 16
+    assert len(points) == 32
     prepared = PreparedSweep(bars.close, points)
     fast = prepared.run(bars.open, bars.close, deposits=dep, start=400, end=2000)
     slow = prepared.run(bars.open, bars.close, deposits=dep, start=400, end=2000, engine="python")
     np.testing.assert_allclose(fast.final_value, slow.final_value, rtol=1e-12)
-    for i in (0, 7, 15):
+    for i in (0, 7, 15, 31):
         p = points[i]
         single = run_backtest(
             bars.open,
@@ -88,6 +89,10 @@ def test_walk_forward_folds(market) -> None:  # type: ignore[no-untyped-def]
     }
     edges = [f.out_of_sample.edge("twap") for f in report.folds]
     assert summary["out_of_sample_vs_twap"]["mean_edge"] == pytest.approx(np.mean(edges))
+    pooled = sum(f.out_of_sample.strategy for f in report.folds) / sum(
+        f.out_of_sample.twap for f in report.folds
+    )
+    assert summary["out_of_sample_vs_twap"]["pooled_edge"] == pytest.approx(pooled - 1.0)
     assert report.as_dict()["folds"][0]["params"]["mode"] == "sell_only"
 
 
