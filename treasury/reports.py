@@ -344,7 +344,7 @@ def plot_png(report: SaleReport, prices: Sequence[PricePoint]) -> bytes:
     import matplotlib.pyplot as plt
 
     in_period = [p for p in prices if report.period.start <= p.timestamp < report.period.end]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=False)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     try:
         top.plot([p.timestamp for p in in_period], [float(p.close) for p in in_period],
                  lw=0.8, label="market close")  # fmt: skip
