@@ -25,7 +25,13 @@ import pandas as pd
 import requests
 from pydantic import SecretStr
 
-from forecasting.prices import PriceDataError, PriceKind, PriceSeries, validate_hourly
+from forecasting.prices import (
+    GapPolicy,
+    PriceDataError,
+    PriceKind,
+    PriceSeries,
+    validate_hourly,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +134,7 @@ def parse_day_ahead_xml(body: bytes | str) -> ParsedPrices:
             if resolution not in _RESOLUTIONS:
                 raise EntsoeError(f"unsupported resolution {resolution!r}")
             step = _RESOLUTIONS[resolution]
-            n_slots = int((end - start) / step)
+            n_slots = int((end - start).total_seconds() // step.total_seconds())
             values = np.full(n_slots, np.nan)
             for point in (c for c in period if _local(c.tag) == "Point"):
                 pos = int(_text(point, "position"))
@@ -223,10 +229,11 @@ class EntsoeClient:
         return resp.content
 
     def day_ahead_prices(
-        self, zone: str, start: datetime, end: datetime, gaps: str = "raise"
+        self, zone: str, start: datetime, end: datetime, gaps: GapPolicy = "raise"
     ) -> PriceSeries:
         """Hourly day-ahead prices of ``zone`` (a key of BIDDING_ZONES or an EIC code) for
-        UTC hours in [start, end); longer spans are fetched a year at a time."""
+        UTC hours in [start, end); longer spans are fetched a year at a time. Missing hours
+        follow ``gaps`` (raise, or keep as NaN)."""
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("start and end must be tz-aware")
         if end <= start:
@@ -262,9 +269,8 @@ class EntsoeClient:
         prices = prices[(prices.index >= lo) & (prices.index < hi)]
         if prices.empty:
             raise EntsoeNoDataError(f"ENTSO-E returned no prices for {zone} in {start}..{end}")
-        policy = "keep" if gaps == "keep" else "raise"
         try:
-            prices = validate_hourly(prices, policy, what=f"ENTSO-E {zone}")
+            prices = validate_hourly(prices, gaps, what=f"ENTSO-E {zone}")
         except PriceDataError as exc:
             raise EntsoeError(str(exc)) from exc
         return PriceSeries(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import DateTime, Integer, MetaData, Numeric, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Same naming convention in every package so Alembic emits stable constraint names on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -22,3 +25,20 @@ class Base(DeclarativeBase):
 
 
 metadata = Base.metadata
+
+
+class ElectricityPrice(Base):
+    """One hourly electricity price: cleared day-ahead, real-time, or our forecast (per MWh)."""
+
+    __tablename__ = "electricity_price"
+    __table_args__ = (UniqueConstraint("market", "zone", "kind", "ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    market: Mapped[str] = mapped_column(String(32))
+    zone: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # day_ahead / real_time / forecast
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # hour start, UTC
+    price: Mapped[Decimal] = mapped_column(Numeric(28, 12))
+    currency: Mapped[str] = mapped_column(String(3))
+    source: Mapped[str] = mapped_column(String(128), default="")
+    inserted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
