@@ -10,6 +10,7 @@ STATUS E, so the driver remembers that per rig and then sends one command per co
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, ClassVar
 
 from miners.credentials import RigCredentials, default_credentials
@@ -21,6 +22,7 @@ from miners.status import RigStatus
 logger = logging.getLogger(__name__)
 
 STATUS_COMMANDS = ["summary", "stats", "pools", "version"]
+IDENTITY_RETRY_S = 300.0  # a web server that refused us may be back (or the password fixed)
 SLEEP_REASON = "sleep mode (web conf bitmain-work-mode 1)"
 
 
@@ -49,6 +51,7 @@ class AntminerDriver(BaseDriver):
         self.web = HttpClient(host, http_port, creds, timeout=self.timeouts.read_s)
         self.multi_command: bool | None = None  # learned: stock S19 refuses '+'
         self._identity: dict[str, Any] | None = None
+        self._identity_at = 0.0
         self._sleep_hint = False
 
     async def _read_status(self) -> RigStatus:
@@ -59,7 +62,9 @@ class AntminerDriver(BaseDriver):
         # The RPC cannot tell sleep from a stall; ask the web conf only when it matters.
         if (self._sleep_hint or st.state != "hashing") and await self._sleeping():
             st = parsed_status(self.family, replies, SLEEP_REASON)
-        if self._identity is None:
+        if self._identity is None or (
+            not self._identity and time.monotonic() - self._identity_at > IDENTITY_RETRY_S
+        ):
             await self._load_identity()
         if self._identity:
             st.mac = str(self._identity.get("macaddr") or "").upper() or None
@@ -68,6 +73,7 @@ class AntminerDriver(BaseDriver):
         return st
 
     async def _load_identity(self) -> None:
+        self._identity_at = time.monotonic()
         try:
             self._identity = await self.web.get_json("/cgi-bin/get_system_info.cgi")
         except RigError as exc:  # identity is optional; the RPC status stands on its own
