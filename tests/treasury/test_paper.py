@@ -65,6 +65,7 @@ def test_partial_fills_by_traded_volume(tmp_path: Path, exchange_responses: Path
     fills = paper.on_bar(bars[1])
     assert [(f.amount, f.price) for f in fills] == [(Decimal("1.25132740"), Decimal("43500"))]
     assert fills[0].fee == Decimal("87.09238704")
+    assert paper.on_bar(bars[1]) == []  # the same bar replayed cannot trade twice
     # Bar 3: high 43594.6, volume 5.03074129 -> 0.50307412 more.
     fills = paper.on_bar(bars[2])
     assert fills[0].amount == Decimal("0.50307412")

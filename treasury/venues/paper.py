@@ -141,9 +141,18 @@ class PaperVenue:
             self._save()
 
     def on_bar(self, bar: PriceBar) -> list[VenueFill]:
-        """Advance by one recorded bar: fill resting orders its range reached, by its volume."""
+        """Advance by one recorded bar: fill resting orders its range reached, by its volume.
+
+        A bar not newer than the last one fed is ignored, so replaying it cannot trade twice.
+        """
         with self._lock:
             fills: list[VenueFill] = []
+            last = self._state["timestamp"]
+            if last is not None and bar.timestamp <= datetime.fromisoformat(last):
+                logger.info(
+                    "paper bar ignored venue=%s ts=%s (not newer)", self.name, bar.timestamp
+                )
+                return fills
             budget = bar.volume * self.volume_share
             # Best-priced orders first, as the book would fill them.
             for order in self._resting(sort_for_fill=True):
