@@ -255,6 +255,14 @@ def main() -> None:
         f"  kernel, curves recorded    {N_BARS / t_kernel:>16,.0f} bars/s ({t_kernel * 1e3:.1f} ms)"
     )
     print(f"  kernel, final figures only {N_BARS / t_bare:>16,.0f} bars/s ({t_bare * 1e3:.1f} ms)")
+    every_bar = replace(params, decision_every=1)
+    t_k1, t_b1, v1 = _kernel_only(bars, deposits, ind, every_bar, costs)
+    r_1 = run_backtest(bars.open, bars.close, every_bar, engine="python", **full)
+    assert abs(v1 - r_1.final_value) <= REL_TOL * r_1.final_value
+    print(
+        f"  kernel, a decision on every bar ({r_1.n_trades} trades): curves "
+        f"{N_BARS / t_k1:,.0f} bars/s, final figures only {N_BARS / t_b1:,.0f} bars/s"
+    )
     print(f"  plain Python loop          {N_BARS / t_pyfull:>16,.0f} bars/s ({t_pyfull:.2f} s)")
     print(
         f"  ratios: numba/python {t_pyfull / t_full:,.0f}x, "

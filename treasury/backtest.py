@@ -359,12 +359,12 @@ def run_backtest(
     `ind` may be passed to reuse indicators computed over a longer history (walk-forward);
     `deposits` are coins arriving per bar (same length as `close`).
     """
-    open_, close = _prices(open_, close)
+    open_, close = check_prices(open_, close)
     n = close.size
     end = n if end is None else end
     if not 0 <= start < end <= n:
         raise StrategyError(f"bar range [{start}, {end}) outside the {n} bars")
-    deposits = _deposits(deposits, n)
+    deposits = check_deposits(deposits, n)
     costs = costs or Costs()
     ind = ind or indicators(close, params)
     if coins0 < 0.0 or fiat0 < 0.0:
@@ -430,7 +430,8 @@ def run_backtest(
     )
 
 
-def _prices(open_: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_prices(open_: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous float64 open/close of equal length, all finite and > 0 (else StrategyError)."""
     o = np.ascontiguousarray(open_, dtype=np.float64)
     c = np.ascontiguousarray(close, dtype=np.float64)
     if o.shape != c.shape or o.ndim != 1:
@@ -441,7 +442,8 @@ def _prices(open_: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return o, c
 
 
-def _deposits(deposits: np.ndarray | None, n: int) -> np.ndarray:
+def check_deposits(deposits: np.ndarray | None, n: int) -> np.ndarray:
+    """Coins per bar as contiguous float64 of length `n`, finite and >= 0 (None = no inflow)."""
     if deposits is None:
         return np.zeros(n)
     d = np.ascontiguousarray(deposits, dtype=np.float64)

@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from treasury.backtest import BacktestResult, Costs, _deposits, _prices, compile_loop, sell_fill
+from treasury.backtest import (
+    BacktestResult,
+    Costs,
+    check_deposits,
+    check_prices,
+    compile_loop,
+    sell_fill,
+)
 from treasury.strategy import StrategyError
 
 SELL_ALL = math.inf
@@ -83,12 +90,12 @@ def run_schedule(
     end: int | None = None,
 ) -> BacktestResult:
     """Backtest a fixed sell schedule (coins to sell decided per bar) over bars [start, end)."""
-    open_, close = _prices(open_, close)
+    open_, close = check_prices(open_, close)
     n = close.size
     end = n if end is None else end
     if not 0 <= start < end <= n:
         raise StrategyError(f"bar range [{start}, {end}) outside the {n} bars")
-    deposits = _deposits(deposits, n)
+    deposits = check_deposits(deposits, n)
     request = np.ascontiguousarray(request, dtype=np.float64)
     if request.shape != (n,) or (request < 0).any() or np.isnan(request).any():
         raise StrategyError("sell schedule must be >= 0 coins per bar, one entry per bar")
@@ -183,7 +190,7 @@ def run_baselines(
     """{"hold", "sell_daily", "twap"} results on the same bars, inflow and costs."""
     n = np.asarray(close).size
     end = n if end is None else end
-    dep = _deposits(deposits, n)
+    dep = check_deposits(deposits, n)
     common: dict[str, Any] = dict(
         deposits=dep, costs=costs, coins0=coins0, fiat0=fiat0, start=start, end=end
     )

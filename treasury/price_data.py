@@ -103,7 +103,7 @@ def load_bars(path: str | Path) -> Bars:
             row = int(np.argmax(bad))
             raise PriceDataError(
                 f"{path}: column {col!r} row {row} ({frame['timestamp'].iloc[row]}) holds "
-                f"{frame[col].iloc[row]!r}; prices must be > 0 and volume >= 0"
+                f"{str(frame[col].iloc[row])!r}; prices must be > 0 and volume >= 0"
             )
         arrays[col] = values
     logger.info("price bars loaded path=%s bars=%d", path, len(timestamp))

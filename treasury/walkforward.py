@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from treasury.backtest import Costs, _compiled, _deposits, _prices, _sweep, indicators
+from treasury.backtest import Costs, _compiled, _sweep, check_deposits, check_prices, indicators
 from treasury.baselines import run_baselines
 from treasury.strategy import StrategyError, StrategyParams
 
@@ -144,12 +144,12 @@ class PreparedSweep:
         engine: str = "numba",
     ) -> SweepResult:
         """Every point over bars [start, end) (numba: in parallel over points)."""
-        open_, close = _prices(open_, close)
+        open_, close = check_prices(open_, close)
         n = close.size
         end = n if end is None else end
         if not 0 <= start < end <= n or self.pmins.shape[1] != n:
             raise StrategyError(f"bar range [{start}, {end}) does not fit the {n} prepared bars")
-        dep = _deposits(deposits, n)
+        dep = check_deposits(deposits, n)
         costs = costs or Costs()
         size = len(self.points)
         value, fills, fees = np.empty(size), np.empty(size, dtype=np.int64), np.empty(size)
@@ -247,9 +247,9 @@ def walk_forward(
     """
     if in_sample_bars < 2 or out_of_sample_bars < 2:
         raise StrategyError("in- and out-of-sample windows need at least 2 bars each")
-    open_, close = _prices(open_, close)
+    open_, close = check_prices(open_, close)
     n = close.size
-    dep = _deposits(deposits, n)
+    dep = check_deposits(deposits, n)
     prepared = PreparedSweep(close, points)
     start = max(p.history_bars for p in points) if first_bar is None else first_bar
     report = WalkForwardReport()
