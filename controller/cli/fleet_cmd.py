@@ -277,9 +277,9 @@ def sim_cmd(
     ] = None,
 ) -> None:
     """Run simulated rigs of mixed families on real TCP/HTTP ports and print their manifest."""
-    import asyncio
     import logging
 
+    from miners.fleet import run_loop
     from miners.sim import Simulator, parse_mix
     from miners.sim.rig import Fault
     from miners.sim.runner import serve, size_mix
@@ -312,7 +312,7 @@ def sim_cmd(
     if fault_share > 0:
         sim.sprinkle_faults(fault_share, seed)
     try:
-        asyncio.run(serve(sim, manifest=manifest, duration_s=duration_s))
+        run_loop(serve(sim, manifest=manifest, duration_s=duration_s))  # uvloop when installed
     except OSError as exc:
         typer.echo(f"error: cannot bind the simulator's ports: {exc}", err=True)
         raise typer.Exit(code=1) from exc
