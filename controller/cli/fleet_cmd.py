@@ -269,6 +269,9 @@ def sim_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Seed of --fault-share.")] = 0,
     ramp_up_s: Annotated[float, typer.Option("--ramp-up-s", help="Resume ramp.")] = 5.0,
     ramp_down_s: Annotated[float, typer.Option("--ramp-down-s", help="Curtail ramp.")] = 1.0,
+    reply_cache_s: Annotated[
+        float, typer.Option("--reply-cache-s", help="Rebuild read replies at most this often.")
+    ] = 1.0,
     manifest: Annotated[
         Path | None, typer.Option("--manifest", help="Write the JSON manifest here, not stdout.")
     ] = None,
@@ -303,6 +306,7 @@ def sim_cmd(
         latency_ms=latency_ms,
         ramp_up_s=ramp_up_s,
         ramp_down_s=ramp_down_s,
+        reply_cache_s=reply_cache_s,
     )
     for index, f in faults:
         if not 0 <= index < len(sim.rigs):

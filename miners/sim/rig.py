@@ -77,6 +77,9 @@ class SimRig:
     boot_time: float = 0.0
     down_until: float = 0.0
     latency_s: float = 0.0
+    # Read replies are rebuilt at most once per this many seconds (bmminer too refreshes its
+    # stats every few seconds); any state change clears the cache at once.
+    reply_cache_s: float = 1.0
     faults: set[Fault] = field(default_factory=set)
     disabled_boards: set[int] = field(default_factory=set)  # cgminer ascdisable
     session_id: str = ""  # LuxOS logon session

@@ -72,6 +72,7 @@ class Simulator:
         ramp_up_s: float = 5.0,
         ramp_down_s: float = 1.0,
         reboot_s: float = 2.0,
+        reply_cache_s: float = 1.0,
         passwords: Mapping[str, str] | None = None,
     ) -> None:
         families = (
@@ -106,6 +107,7 @@ class Simulator:
                     ramp_up_s=ramp_up_s,
                     ramp_down_s=ramp_down_s,
                     reboot_s=reboot_s,
+                    reply_cache_s=reply_cache_s,
                 )
             )
 

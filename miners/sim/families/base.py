@@ -92,12 +92,12 @@ class RpcFamily:
             return self._frame(out, text, rig)
         if command in self.reads and not text and not rig.ramping(now):
             key = (command, param)
-            second = int(now)
+            slot = int(now / rig.reply_cache_s) if rig.reply_cache_s > 0 else now
             hit = rig.cache.get(key)
-            if hit is not None and hit[0] == second:
+            if hit is not None and hit[0] == slot:
                 return hit[1]
             body = self._frame(self.reply(rig, command, param, now), text, rig)
-            rig.cache[key] = (second, body)
+            rig.cache[key] = (slot, body)
             return body
         return self._frame(self.reply(rig, command, param, now), text, rig)
 
