@@ -180,3 +180,13 @@ def test_decide_on_real_history(data_dir) -> None:  # type: ignore[no-untyped-de
     assert d.target_weight == pytest.approx(expected_target)
     assert d.current_weight == 0.0
     assert d.coins_to_sell == pytest.approx(expected_target * 3.0)
+
+
+def test_decide_reports_a_stop_loss_sale() -> None:
+    # 30 closes at 100 then a crash to 80: band [100, 100], 80 < 100 * (1 - 0.1)
+    closes = [100.0] * 30 + [80.0]
+    params = StrategyParams(band_lookback=30, momentum_window=1, stop_loss=0.1)
+    d = decide(closes, coins=2.0, fiat=0.0, params=params)
+    assert d.reason == "stop_loss" and d.coins_to_sell == 2.0 and d.target_weight == 1.0
+    calm = decide(closes, 2.0, 0.0, StrategyParams(band_lookback=30, momentum_window=1))
+    assert calm.reason == "below_min_trade" and calm.coins_to_sell == 0.0
