@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 logger = logging.getLogger(__name__)
 
@@ -93,32 +95,41 @@ class RtForecaster:
             raise RtForecastError(f"need at least 14 days of history to fit, got {keep.sum()} h")
         x = features.loc[keep, list(FEATURES)].to_numpy(dtype=float)
         y = y[keep]
-        specs = {
+        specs: dict[str, dict[str, Any]] = {
             "mean": {"loss": "squared_error"},
             "p10": {"loss": "quantile", "quantile": 0.1},
             "p90": {"loss": "quantile", "quantile": 0.9},
         }
         self._models = {}
+        # One OpenMP thread: on a shared 2-core gateway, oversubscribed threads spin-wait and
+        # made fitting 40x slower than a single thread.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            self._fit_all(specs, x, y)
+        return self
+
+    def _fit_all(self, specs: dict[str, dict[str, Any]], x: np.ndarray, y: np.ndarray) -> None:
         for name, spec in specs.items():
             model = HistGradientBoostingRegressor(
                 max_iter=self.max_iter,
                 learning_rate=self.learning_rate,
                 random_state=self.random_state,
-                **spec,  # type: ignore[arg-type]
+                **spec,
             )
             self._models[name] = model.fit(x, y)
-        return self
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """Columns p10, p50, p90 (sorted so p10 <= p50 <= p90) for each feature row."""
         if not self._models:
             raise RtForecastError("forecaster is not fitted")
         x = features[list(FEATURES)].to_numpy(dtype=float)
-        mean = self._models["mean"].predict(x)
+        with threadpool_limits(limits=1, user_api="openmp"):
+            mean = self._models["mean"].predict(x)
+            low = self._models["p10"].predict(x)
+            high = self._models["p90"].predict(x)
         rule = features["ratio"].to_numpy(dtype=float)
         p50 = np.where(np.isnan(rule), mean, 0.5 * (mean + rule))
-        lo = np.minimum(self._models["p10"].predict(x), p50)
-        hi = np.maximum(self._models["p90"].predict(x), p50)
+        lo = np.minimum(low, p50)
+        hi = np.maximum(high, p50)
         return pd.DataFrame({"p10": lo, "p50": p50, "p90": hi}, index=features.index)
 
 
