@@ -34,7 +34,9 @@ FeeFallbackOpt = Annotated[
     float,
     typer.Option("--fee-fallback", help="Tx fees as a share of subsidy where fees are unknown."),
 ]
-CoinsOpt = Annotated[float, typer.Option("--coins", help="Coins held at the start.")]
+CoinsOpt = Annotated[
+    float, typer.Option("--coins", help="Coins held at the start (1 when nothing else is given).")
+]
 FiatOpt = Annotated[float, typer.Option("--fiat", help="Fiat held at the start.")]
 StartOpt = Annotated[
     str | None, typer.Option("--start", help="First bar (UTC date/time, inclusive).")
@@ -211,7 +213,9 @@ def backtest(
             prices, start, end, hashrate_ths, deposits, network, fee_fallback
         )
         if coins == 0.0 and fiat == 0.0 and inflow_info["coins"] == 0.0:
-            raise _Fail("nothing to trade: give --coins/--fiat, --hashrate-ths or --deposits")
+            # `--prices FILE` alone still backtests something meaningful: one coin to sell.
+            coins = 1.0
+            inflow_info["note"] = "no inflow or balances given: started with 1 coin"
         balances: dict[str, Any] = dict(
             deposits=inflow, costs=costs, coins0=coins, fiat0=fiat, start=lo, end=hi
         )

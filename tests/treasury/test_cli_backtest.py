@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from controller.cli.main import app
@@ -62,5 +63,24 @@ def test_backtest_table_and_errors(data_dir: Path, tmp_path: Path) -> None:
         app, ["treasury", "backtest", "--prices", str(tmp_path / "none.csv"), "--coins", "1"]
     )
     assert missing.exit_code == 2 and "price file not found" in missing.output
-    nothing = runner.invoke(app, ["treasury", "backtest", "--prices", str(prices)])
-    assert nothing.exit_code == 2 and "nothing to trade" in nothing.output
+    both = runner.invoke(
+        app,
+        [
+            "treasury", "backtest", "--prices", str(prices), "--hashrate-ths", "1",
+            "--deposits", str(tmp_path / "d.csv"),
+        ],
+    )  # fmt: skip
+    assert both.exit_code == 2 and "either --hashrate-ths or --deposits" in both.output
+
+
+def test_backtest_with_prices_only(data_dir: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    prices = data_dir / "btc" / "btceur_kraken_1h.csv.gz"
+    result = runner.invoke(app, ["treasury", "backtest", "--prices", str(prices), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["initial"] == {"coins": 1.0, "fiat": 0.0}
+    assert out["bars"] == 30_537  # data/btc/SOURCES.md
+    # holding the coin is worth the last Kraken close, 2020-12-25 00:00: 19426.8 EUR
+    assert out["results"]["hold"]["final_value"] == pytest.approx(19426.8)
+    assert (tmp_path / "backtest.png").stat().st_size > 10_000
