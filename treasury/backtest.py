@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FunctionType
@@ -297,6 +298,7 @@ def _rebind(fn: Callable[..., Any], namespace: dict[str, Any]) -> Callable[..., 
 
 
 _COMPILED: dict[str, Any] = {}
+_COMPILE_LOCK = threading.Lock()
 
 
 def _compiled() -> dict[str, Any]:
@@ -304,8 +306,13 @@ def _compiled() -> dict[str, Any]:
 
     Compiled lazily on first use and cached on disk (numba cache=True), so the import stays light.
     """
-    if _COMPILED:
-        return _COMPILED
+    with _COMPILE_LOCK:  # one compilation even when worker threads start backtests together
+        if not _COMPILED:
+            _compile_into(_COMPILED)
+    return _COMPILED
+
+
+def _compile_into(target: dict[str, Any]) -> None:
     import numba
 
     ns_strategy = dict(vars(strategy))
@@ -321,8 +328,7 @@ def _compiled() -> dict[str, Any]:
     ns["simulate_kernel"] = kernel
     ns["prange"] = numba.prange
     sweep = numba.njit(cache=True, parallel=True)(_rebind(_sweep, ns))
-    _COMPILED.update(simulate=kernel, sweep=sweep, strategy=ns_strategy, namespace=ns)
-    return _COMPILED
+    target.update(simulate=kernel, sweep=sweep, strategy=ns_strategy, namespace=ns)
 
 
 def compile_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
