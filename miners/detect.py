@@ -96,6 +96,8 @@ async def _probe_http(host: str, port: int, timeout: float) -> str | None:
     client = HttpClient(host, port, None, timeout=timeout)
     try:
         resp = await client.request("GET", "/api/system/info", check=False)
+        if "antminer" in resp.headers.get("www-authenticate", "").lower():
+            return "antminer"  # the Antminer web server challenges every path
         if resp.status == 200:
             try:
                 body = resp.json()
