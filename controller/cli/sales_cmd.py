@@ -1,7 +1,7 @@
 """farmctl treasury sell|tick|ledger|kill-switch and farmctl report: venues, orders, ledger, reports.
 
-Also the glue the daemon reuses: `venues_from_config`, `tick_settings_from_config`,
-`limits_from_config`. Heavy imports (ccxt, matplotlib, pandas) stay inside functions.
+Also the glue the daemon reuses: `run_configured_tick`, `venues_from_config`,
+`tick_settings_from_config`, `limits_from_config`. Heavy imports (ccxt, matplotlib, pandas) stay inside functions.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import typer
 from controller.cli.treasury_cmd import treasury_app
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from controller.config import FarmConfig, TreasuryConfig
     from treasury.ledger import Ledger
     from treasury.risk import RiskLimits
-    from treasury.tick import TickSettings
+    from treasury.tick import TickResult, TickSettings
     from treasury.venues.base import Venue
 
 logger = logging.getLogger(__name__)
@@ -263,7 +265,7 @@ def sell_cmd(
             raise _Fail(f"no venue {venue_id!r} in the config")
         ledger = _ledger(config, db)
         limits = limits_from_config(farm.treasury)
-        executor = Executor(ledger, {v.name: v for v in venues})
+        executor = Executor(ledger, {v.name: v for v in venues}, alert=_cli_alert(farm))
         if executor.recover():
             raise _Fail("earlier orders are still unresolved; run again when the venue answers")
         symbol = farm.treasury.pair
@@ -303,6 +305,73 @@ def _recent_closes(prices: Path, count: int) -> list[Decimal]:
     return [Decimal(repr(float(c))) for c in bars.close[-count:]]
 
 
+def run_configured_tick(
+    farm: FarmConfig,
+    base_dir: Path,
+    ledger: Ledger,
+    bars: Any,
+    *,
+    live: bool = False,
+    mined: Decimal | None = None,
+    alert: Callable[[str, str], None] | None = None,
+) -> TickResult:
+    """One treasury tick from the config (the CLI's and the daemon's treasury job).
+
+    `bars` are hourly `treasury.price_data.Bars` up to now. Dry run: the last bar is fed to each
+    paper venue as the market and `mined` coins are credited to the first paper venue (and
+    recorded as a deposit). Live: both config switches and the key check must pass first.
+    """
+    from treasury.executor import Executor
+    from treasury.risk import KillSwitch, check_live_mode
+    from treasury.tick import run_tick
+    from treasury.venues.paper import PaperVenue, PriceBar
+
+    venues = venues_from_config(farm, base_dir, live)
+    if live:
+        check_live_mode(farm.treasury.live, farm.treasury.dry_run, venues)
+    last = len(bars) - 1
+    stamp = datetime.fromtimestamp(int(bars.timestamp[last].astype("int64")), UTC)
+
+    def dec(values: Any) -> Decimal:
+        return Decimal(repr(float(values[last])))
+
+    bar = PriceBar(
+        stamp, dec(bars.open), dec(bars.high), dec(bars.low), dec(bars.close), dec(bars.volume)
+    )
+    paper = [v for v in venues if isinstance(v, PaperVenue)]
+    for venue in paper:
+        venue.on_bar(bar)
+    if mined is not None:
+        if live or not paper:
+            raise _Fail("mined coins can only be credited to a paper venue (dry run)")
+        base = farm.treasury.pair.split("/")[0]
+        reference = f"paper-mined-{stamp:%Y%m%dT%H%M}"
+        if ledger.record_deposit(paper[0].name, reference, base, mined, stamp, "estimate"):
+            paper[0].deposit(base, mined)
+    executor = Executor(ledger, {v.name: v for v in venues}, alert=alert)
+    return run_tick(
+        ledger,
+        executor,
+        venues,
+        [float(c) for c in bars.close],
+        tick_settings_from_config(farm.treasury),
+        KillSwitch(ledger, farm.treasury.risk.kill_switch_file),
+    )
+
+
+def _cli_alert(farm: FarmConfig) -> Callable[[str, str], None]:
+    """Executor alerts to the configured webhook/email channels (the daemon adds MQTT)."""
+    from controller.notify import Notifier, channels_from_config
+
+    notifier = Notifier(channels_from_config(farm.reports), alert_min_interval_s=0)
+
+    def alert(kind: str, message: str) -> None:
+        logger.error("treasury alert kind=%s message=%s", kind, message)
+        notifier.alert(f"treasury.{kind}", "critical", f"Treasury: {kind}", message)
+
+    return alert
+
+
 # -- farmctl treasury tick -------------------------------------------------------------------
 @treasury_app.command("tick")
 def tick_cmd(
@@ -320,51 +389,24 @@ def tick_cmd(
     In a dry run the last bar of --prices is fed to each paper venue as the market, and
     --mined credits the first paper venue (a deposit in the ledger too).
     """
-    from treasury.executor import Executor
     from treasury.price_data import PriceDataError, load_bars
-    from treasury.risk import KillSwitch, LiveModeRefused, check_live_mode
-    from treasury.tick import run_tick
+    from treasury.risk import LiveModeRefused
     from treasury.venues.base import VenueError
-    from treasury.venues.paper import PaperVenue, PriceBar
 
     farm = _config(config)
     if farm is None or config is None:
         raise _fail(ValueError("tick needs --config"))
     try:
         bars = load_bars(prices)
-        venues = venues_from_config(farm, config.resolve().parent, live)
-        if live:
-            check_live_mode(farm.treasury.live, farm.treasury.dry_run, venues)
-        last = len(bars) - 1
-        stamp = datetime.fromtimestamp(int(bars.timestamp[last].astype("int64")), UTC)
-
-        def dec(values: Any) -> Decimal:
-            return Decimal(repr(float(values[last])))
-
-        bar = PriceBar(
-            stamp, dec(bars.open), dec(bars.high), dec(bars.low), dec(bars.close), dec(bars.volume)
-        )
-        for venue in venues:
-            if isinstance(venue, PaperVenue):
-                venue.on_bar(bar)
         ledger = _ledger(config, db)
-        paper = [v for v in venues if isinstance(v, PaperVenue)]
-        if mined is not None:
-            if live or not paper:
-                raise _Fail("--mined only credits a paper venue (dry run)")
-            coins = _decimal(mined, "--mined")
-            base = farm.treasury.pair.split("/")[0]
-            reference = f"paper-mined-{stamp:%Y%m%dT%H%M}"
-            if ledger.record_deposit(paper[0].name, reference, base, coins, stamp, "estimate"):
-                paper[0].deposit(base, coins)
-        executor = Executor(ledger, {v.name: v for v in venues})
-        result = run_tick(
+        result = run_configured_tick(
+            farm,
+            config.resolve().parent,
             ledger,
-            executor,
-            venues,
-            [float(c) for c in bars.close],
-            tick_settings_from_config(farm.treasury),
-            KillSwitch(ledger, farm.treasury.risk.kill_switch_file),
+            bars,
+            live=live,
+            mined=None if mined is None else _decimal(mined, "--mined"),
+            alert=_cli_alert(farm),
         )
     except (PriceDataError, LiveModeRefused, VenueError, _Fail) as exc:
         raise _fail(exc) from None

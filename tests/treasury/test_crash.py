@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from decimal import Decimal
@@ -49,12 +50,14 @@ def bars_file(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def run(workdir: Path, bars_file: Path, crash_at: str | None) -> int:
+def run(
+    workdir: Path, bars_file: Path, crash_at: str | None, first: int = FIRST, last: int = LAST
+) -> int:
     env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     if crash_at:
         env[CRASH_ENV] = crash_at
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.treasury.crash_runner", str(workdir), str(bars_file), str(FIRST), str(LAST)],
+        [sys.executable, "-m", "tests.treasury.crash_runner", str(workdir), str(bars_file), str(first), str(last)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode in (0, 137), proc.stderr
@@ -128,3 +131,30 @@ def test_kill_at_each_step_leaves_no_duplicate(
     # Restart without the crash hook: it resumes at the killed tick.
     assert run(tmp_path, bars_file, None) == 0
     assert final_state(tmp_path) == reference
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments(bars_file: Path, tmp_path: Path) -> None:
+    """SIGKILL from outside at arbitrary lines of a 12-tick run, twice, then finish it."""
+    first, last = 24, 35
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    assert run(clean, bars_file, None, first, last) == 0
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    kills = 0
+    for delay in (1.2, 1.9):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.treasury.crash_runner", str(killed), str(bars_file),
+             str(first), str(last)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            kills += 1
+    assert run(killed, bars_file, None, first, last) == 0
+    assert kills >= 1, "the run finished before any kill: lower the delays"
+    assert final_state(killed) == final_state(clean)

@@ -217,3 +217,19 @@ def test_withdrawal_rights(exchange_responses: Path) -> None:
 def test_unknown_exchange_is_named() -> None:
     with pytest.raises(VenueError, match="no exchange called 'nosuchx'"):
         CcxtVenue.create("nosuchx")
+
+
+def test_kraken_recorded_closed_market_order_with_fee_and_trade(
+    kraken: tuple[CcxtVenue, FakeKraken], exchange_responses: Path
+) -> None:
+    v, _ = kraken
+    reply = load_recorded(exchange_responses, "kraken")["methods"]["fetchOrder"][1]["httpResponse"]
+    entry = {"id": "OGMZCL-KC6MC-ZRBGM6", **reply["result"]["OGMZCL-KC6MC-ZRBGM6"]}
+    order = v._order(v.exchange.parse_order(entry, None))
+    assert (order.status, order.filled, order.cost, order.fee) == (
+        "closed", Decimal("0.1"), Decimal("7.105741"), Decimal("0.018475"),
+    )  # fmt: skip
+    assert order.fee_currency == "USDT" and order.symbol == "LTC/USDT"
+    # Kraken lists only trade ids on an order: no per-trade amounts, so the ledger books the
+    # cumulative fill (see test_ledger) instead of inventing trade sizes.
+    assert order.fills == ()
