@@ -75,7 +75,7 @@ def schedule_jobs(scheduler: AsyncIOScheduler, gateway: Gateway, clock: Clock) -
     }
     for name, seconds in optional.items():
         if name in jobs.registered():
-            plan.append((name, jobs.run_registered, seconds, (name,), name in {"prices", "replan"}))
+            plan.append((name, jobs.run_registered, seconds, (name,), name == "prices"))
     scheduled = []
     for job_id, func, seconds, args, run_now in plan:
         scheduler.add_job(
@@ -86,7 +86,11 @@ def schedule_jobs(scheduler: AsyncIOScheduler, gateway: Gateway, clock: Clock) -
             id=job_id,
             name=job_id,
             replace_existing=True,
-            next_run_time=now if run_now else now + timedelta(seconds=every(seconds)),
+            # Jobs that do not run at start wait one interval, at most a farm minute: the
+            # first replan then sees the first poll's readings.
+            next_run_time=now
+            if run_now
+            else now + timedelta(seconds=min(every(seconds), every(60))),
         )
         scheduled.append(job_id)
     return scheduled
@@ -100,6 +104,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     gateway: Gateway | None = None,
     on_started: Callable[[Gateway], Awaitable[None]] | None = None,
+    shutdown_grace_s: float = 30.0,
 ) -> None:
     """Run the gateway until `stop` is set or SIGTERM/SIGINT arrives; shut down cleanly."""
     clock = clock or Clock()
@@ -130,8 +135,10 @@ async def serve(
     finally:
         log.info("gateway stopping")
         scheduler.shutdown(wait=False)
-        # Let running jobs see cancellation before the database goes away.
-        await asyncio.sleep(0)
+        # Running jobs finish their step (a reconcile batch, an order) before the database closes.
+        cancelled = await jobs.drain(grace_s=shutdown_grace_s)
+        if cancelled:
+            log.warning("jobs cancelled at shutdown", extra={"count": cancelled})
         jobs.bind(None)
         await gateway.close()
         for sig in (signal.SIGTERM, signal.SIGINT):

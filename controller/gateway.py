@@ -133,7 +133,9 @@ class Gateway:
         return {r.name: RigLabels(r.site, r.rack or "", r.name, r.model or "") for r in self.rigs}
 
     async def start(self) -> None:
-        """Migrate the database, record the rig inventory and build every rig's driver."""
+        """Migrate the database, record the rig inventory and build every rig's driver (once)."""
+        if self.poller is not None:
+            return
         await asyncio.to_thread(migrate.upgrade, self.database_url)
         await asyncio.to_thread(self._sync_inventory)
         for rig in self.rigs:
@@ -147,7 +149,7 @@ class Gateway:
             driver_factory=self._late_driver,
             concurrency=256,
             rig_timeout_s=5.0,
-            clock=self.clock.now,
+            clock=lambda: self.clock.now(),
         )
 
     async def _late_driver(self, host: str, port: int) -> RigDriver:

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 _gateway: Gateway | None = None
 _extra_jobs: dict[str, Callable[[Gateway], Awaitable[Any]]] = {}
+_running: set[asyncio.Task[Any]] = set()
 
 
 def bind(gateway: Gateway | None) -> None:
@@ -31,6 +32,20 @@ def bind(gateway: Gateway | None) -> None:
 def register_job_body(name: str, body: Callable[[Gateway], Awaitable[Any]]) -> None:
     """Attach the body of a job that lives outside the gateway (prices, plan, treasury, reports)."""
     _extra_jobs[name] = body
+
+
+async def drain(grace_s: float) -> int:
+    """Wait up to `grace_s` for running jobs to finish, then cancel the rest; returns how many
+    had to be cancelled."""
+    pending = set(_running)
+    if not pending:
+        return 0
+    _done, still = await asyncio.wait(pending, timeout=grace_s)
+    for task in still:
+        task.cancel()
+    if still:
+        await asyncio.wait(still, timeout=5)
+    return len(still)
 
 
 def unregister_job_body(name: str) -> None:
@@ -51,17 +66,31 @@ def current() -> Gateway:
 
 
 async def _guarded(name: str, body: Callable[[Gateway], Awaitable[Any]], limit_s: float) -> bool:
-    gateway = current()
+    gateway = _gateway
+    if gateway is None:
+        # A run the scheduler had already queued when the daemon shut down: nothing to act on.
+        log.info("job skipped: gateway stopped", extra={"job": name})
+        return False
     started_at = gateway.clock.now()
     started = time.perf_counter()
     error: str | None = None
+    task = asyncio.current_task()
+    if task is not None:
+        _running.add(task)
     try:
         await asyncio.wait_for(body(gateway), limit_s)
     except TimeoutError:
         error = f"timed out after {limit_s:.0f} s"
+    except asyncio.CancelledError:
+        # Shutdown outlived the grace period: the run ends here, recorded as such.
+        error = "cancelled at shutdown"
+        log.warning("job cancelled at shutdown", extra={"job": name})
     except Exception as exc:  # a failing job must never take the scheduler down
         error = f"{type(exc).__name__}: {exc}"
         log.exception("job failed", extra={"job": name})
+    finally:
+        if task is not None:
+            _running.discard(task)
     duration = time.perf_counter() - started
     gateway.metrics.observe_job(name, time.time(), duration, error is None)
     try:

@@ -182,11 +182,13 @@ class PlanService:
         self.last_plan: HashingPlan | None = None
         self.last_forecast: pd.DataFrame | None = None
 
-    def refit(self, now: datetime) -> int:
-        """Refit the real-time forecaster on every hour known before `now`; returns rows used."""
+    def refit(self, now: datetime, history_days: int = 180) -> int:
+        """Refit the real-time forecaster on the hours known before `now` (the last
+        `history_days` days: recent behaviour matters most and the fit stays fast)."""
         frame = self.feed.known(now)
         features = rt_features(frame["da"], frame["rt"], self.feed.timezone)
-        history = frame.index < pd.Timestamp(hour_floor(now))
+        first = pd.Timestamp(hour_floor(now))
+        history = (frame.index < first) & (frame.index >= first - pd.Timedelta(days=history_days))
         self.model = RtForecaster().fit(features.loc[history], frame.loc[history, "rt"])
         self.fitted_at = now
         return int(history.sum())

@@ -41,6 +41,57 @@ def run(
     asyncio.run(main())
 
 
+def demo(
+    config: Path = typer.Option(
+        Path("config/farm.example.toml"),
+        "--config",
+        "-c",
+        help="Config whose sites, market and treasury the demo uses.",
+    ),
+    speed: float = typer.Option(
+        1440.0, help="Farm seconds per real second (1440: a day per minute)."
+    ),
+    hours: float = typer.Option(24.0, help="Farm hours to play."),
+    rigs: int = typer.Option(24, help="Simulated rigs (every firmware family takes part)."),
+    out: Path = typer.Option(
+        Path("demo-output"), help="Folder for the database, report and plots."
+    ),
+) -> None:
+    """The whole farm embedded: simulated rigs, recorded prices, planner, paper exchange, SQLite."""
+    import asyncio
+    import logging
+
+    from controller.config import ConfigError, load_config
+    from controller.demo import DemoOptions, run_demo
+    from controller.demo_view import LiveView
+    from controller.logs import setup_logging
+
+    try:
+        base = load_config(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(2) from None
+    setup_logging("WARNING", "text")
+    for noisy in ("apscheduler", "forecasting", "miners.credentials", "controller.planning"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    view = LiveView()
+    options = DemoOptions(speed=speed, hours=hours, rigs=rigs, out=out)
+    try:
+        result = asyncio.run(run_demo(base, options, view=view))
+    finally:
+        view.close()
+    typer.echo(
+        f"farm time {result.farm_start:%Y-%m-%d %H:%M} -> {result.farm_end:%Y-%m-%d %H:%M} UTC: "
+        f"{result.plans} plans, {result.curtail_actions} curtails, {result.resume_actions} resumes; "
+        f"rigs now {result.rigs_by_state}"
+    )
+    typer.echo(f"database: {result.database_url}")
+    for name, path in result.files.items():
+        typer.echo(f"{name}: {path}")
+
+
 def register(app: typer.Typer) -> None:
-    """Attach `run` to the root app."""
+    """Attach `run` and `demo` to the root app."""
     app.command("run")(run)
+    app.command("demo")(demo)

@@ -110,7 +110,7 @@ async def test_offline_rig_is_skipped_and_retention_deletes_old_rows(farm) -> No
     sim, gateway = farm
     sim.set_fault(1, "reset")
     await gateway.poll()
-    assert gateway.state.statuses["rig-1"].state == "error"  # connection reset: not readable
+    assert gateway.state.statuses["rig-1"].state == "offline"  # connection reset: not readable
     assert gateway.state.statuses["rig-1"].hashrate_ths is None
     report = await gateway.reconcile()
     assert report.skipped_offline == ["rig-1"]
