@@ -306,3 +306,20 @@ def backtest_prices(
     else:
         forecast = known_price_forecast(data, start)
     return run_backtest(data, forecast, cases, constraints, zone), forecast
+
+
+def baseline_forecasts(frame: pd.DataFrame, hours: pd.DatetimeIndex) -> dict[str, pd.DataFrame]:
+    """Simple reference forecasts on ``hours``, scored through the same rolling planner:
+
+    * ``day_ahead``: the hour's day-ahead price;
+    * ``last_real_time``: the previous hour's real-time price (day-ahead when it is missing).
+    Both have no spread, so the deadband does nothing for them.
+    """
+    sub = frame.reindex(hours)
+    da = sub["da"].to_numpy(dtype=float)
+    prev_rt = frame["rt"].shift(1).reindex(hours).to_numpy(dtype=float)
+    last = np.where(np.isnan(prev_rt), da, prev_rt)
+    out = {}
+    for name, values in (("day_ahead", da), ("last_real_time", last)):
+        out[name] = pd.DataFrame({"p10": values, "p50": values, "p90": values}, index=hours)
+    return out

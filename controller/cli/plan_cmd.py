@@ -262,6 +262,9 @@ def backtest(
     ] = None,
     timezone: Annotated[str, typer.Option(help="file: market time zone")] = "UTC",
     plot: Annotated[Path | None, typer.Option(help="PNG: plan over prices, busiest week")] = None,
+    baselines: Annotated[
+        bool, typer.Option(help="also score day-ahead and last-hour real-time decisions")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Margin of always-on, our plan and perfect foresight (same constraints), capture share."""
@@ -271,7 +274,9 @@ def backtest(
         INFORMATION,
         BacktestCase,
         backtest_prices,
+        baseline_forecasts,
         plan_schedule,
+        run_backtest,
     )
     from forecasting.plan_types import PlanConstraints, PlanError
     from forecasting.rt_forecast import RtForecastError
@@ -310,7 +315,11 @@ def backtest(
             _fail(f"{z}: {exc}")
             return
         for r in results:
-            report.append(r.as_dict())
+            report.append({**r.as_dict(), "decision": "plan"})
+        if baselines and real_time:
+            for name, base in baseline_forecasts(frame, pd.DatetimeIndex(forecast.index)).items():
+                for r in run_backtest(frame, base, cases, constraints, z):
+                    report.append({**r.as_dict(), "decision": name})
         if plot is not None:
             from forecasting.plan_plots import plot_backtest_window
 
@@ -344,7 +353,7 @@ def _print_backtest(report: list[dict[str, Any]], information: str) -> None:
         title=f"plan backtest {first['start'][:10]} .. {first['end'][:10]}, USD per MW of fleet"
     )
     cols = (
-        "zone", "J/TH", "hashprice", "break-even", "always-on", "plan", "perfect", "capture",
+        "zone", "decision", "J/TH", "hashprice", "break-even", "always-on", "plan", "perfect", "capture",
         "h curtailed (plan/perfect)", "cost avoided (plan)", "switches (plan/perfect)",
     )  # fmt: skip
     for col in cols:
@@ -352,6 +361,7 @@ def _print_backtest(report: list[dict[str, Any]], information: str) -> None:
     for r in report:
         table.add_row(
             r["zone"],
+            r["decision"],
             f"{r['j_per_th']:g}",
             f"{r['hashprice_usd_per_th_day']:.3f}",
             f"{r['break_even_usd_per_mwh']:.1f}",
