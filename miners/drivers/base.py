@@ -120,8 +120,10 @@ class BaseDriver:
         try:
             st = await self._read_status()
         except RpcReplyError as exc:
-            if isinstance(exc.__cause__, ConnectionError) and "after 0 bytes" in exc.fault:
-                # reset before a single byte: the API daemon is down (crashed, rebooting)
+            reset = isinstance(exc.__cause__, ConnectionError) and "after 0 bytes" in exc.fault
+            if reset or exc.fault == "empty reply":
+                # reset or closed before a single byte: the API daemon is down (crashed,
+                # rebooting), whichever way the close reached us
                 return self._failed("offline", _reason(exc))
             # it answered, but nothing usable: a sick rig, not a gone one
             return self._failed("error", _reason(exc))
