@@ -100,10 +100,13 @@ class Executor:
         try:
             found = self._lookup(venue, order.client_order_id, order.symbol)
         except VenueError as exc:
-            detail = f"venue could not be asked: {exc}"
-            if order.status == "unknown":
+            if order.status in ("unknown", "open", "partially_filled"):
+                # Nothing new learned: a resting order stays as last seen until the venue answers.
+                logger.warning("venue not answering cloid=%s error=%s", order.client_order_id, exc)
                 return order
-            return self.ledger.transition(order.client_order_id, "unknown", detail)
+            return self.ledger.transition(
+                order.client_order_id, "unknown", f"venue could not be asked: {exc}"
+            )
         if found is not None:
             return self.ledger.apply_venue_order(found, now=self.clock())
         age = (self.clock() - order.updated_at).total_seconds()
@@ -194,10 +197,11 @@ class Executor:
             except VenueInvalidOrder as exc:
                 self.alert("invalid_order", str(exc))
                 return self.ledger.transition(cloid, "rejected", str(exc))
-            except (VenueTimeout, VenueError) as exc:
-                # The venue may have the order: find it by client order id, never resend.
+            except VenueError as exc:
+                # Timeout or unclear failure: the venue may have the order. Find it by client
+                # order id, never resend.
                 logger.warning("send outcome unknown cloid=%s error=%s", cloid, exc)
-                return self._resolve_after_timeout(venue, cloid, symbol)
+                return self._resolve_after_timeout(venue, cloid, symbol, exc)
             crash_point("after_venue_accept")
             record = self.ledger.apply_venue_order(_with_cloid(accepted, cloid), now=self.clock())
             crash_point("after_ledger_update")
@@ -209,7 +213,9 @@ class Executor:
         return self.ledger.transition(cloid, "cancelled", message)
 
     # -- internals -------------------------------------------------------------------------
-    def _resolve_after_timeout(self, venue: Venue, cloid: str, symbol: str) -> OrderRecord:
+    def _resolve_after_timeout(
+        self, venue: Venue, cloid: str, symbol: str, cause: VenueError
+    ) -> OrderRecord:
         for attempt in range(1, self.settings.lookup_attempts + 1):
             try:
                 found = venue.fetch_order_by_client_id(cloid, symbol)
@@ -220,7 +226,9 @@ class Executor:
             if found is not None:
                 return self.ledger.apply_venue_order(_with_cloid(found, cloid), now=self.clock())
             # Absent right after a timeout: it may still be travelling; the next start decides.
-            return self.ledger.transition(cloid, "unknown", "send timed out; not at venue yet")
+            return self.ledger.transition(
+                cloid, "unknown", f"send outcome unclear ({cause}); not at venue yet"
+            )
         message = f"order {cloid}: venue unreachable after {self.settings.lookup_attempts} lookups"
         self.alert("order_unknown", message)
         return self.ledger.transition(cloid, "unknown", message)

@@ -1,7 +1,7 @@
 """farmctl treasury sell|tick|ledger|kill-switch and farmctl report: venues, orders, ledger, reports.
 
-Also the glue the daemon reuses: `run_configured_tick`, `venues_from_config`,
-`tick_settings_from_config`, `limits_from_config`. Heavy imports (ccxt, matplotlib, pandas) stay inside functions.
+Also the glue the daemon reuses: `run_configured_tick`, `report_files`, `send_report`,
+`venues_from_config`, `tick_settings_from_config`, `limits_from_config`. Heavy imports (ccxt, matplotlib, pandas) stay inside functions.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from controller.cli.treasury_cmd import treasury_app
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from sqlalchemy import Engine
 
     from controller.config import FarmConfig, TreasuryConfig
     from treasury.ledger import Ledger
@@ -455,9 +457,6 @@ def report_cmd(
         prices_from_bars,
         report_from_ledger,
         summary_fields,
-        to_csv,
-        to_html,
-        to_json,
     )
 
     try:
@@ -476,52 +475,62 @@ def report_cmd(
         raise _fail(exc) from None
     for key, value in summary_fields(report).items():
         typer.echo(f"{key:28} {value}")
-    files: dict[str, bytes] = {name: body.encode() for name, body in to_csv(report).items()}
-    needs_html = out is not None or send
-    if needs_html:
-        files[f"{span.label}.html"] = to_html(report, points).encode()
-    files[f"{span.label}.json"] = json.dumps(to_json(report), indent=2).encode()
+    files = report_files(report, points, with_html=out is not None or send)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         for name, body in files.items():
             (out / name).write_bytes(body)
         typer.echo(f"wrote {', '.join(sorted(files))} to {out}")
     if send:
-        _send_report(config, db, report, files)
+        farm = _config(config)
+        if farm is None:
+            raise _fail(ValueError("--send needs --config (the reports channels)"))
+        results = send_report(farm, _ledger(config, db).engine, report, files)
+        if not results:
+            typer.echo("no report channel is enabled in the config", err=True)
+            raise typer.Exit(1)
+        for channel, error in results.items():
+            typer.echo(f"{channel}: {'sent' if error is None else error}")
+        if any(results.values()):
+            raise typer.Exit(1)
 
 
-def _send_report(
-    config_path: Path | None, db: str | None, report: Any, files: dict[str, bytes]
-) -> None:
+def report_files(report: Any, points: Any, with_html: bool = True) -> dict[str, bytes]:
+    """The report's files: days and sales CSV, JSON, and (optionally) the HTML page with plot."""
+    from treasury.reports import to_csv, to_html, to_json
+
+    label = report.period.label
+    files = {name: body.encode() for name, body in to_csv(report).items()}
+    if with_html:
+        files[f"{label}.html"] = to_html(report, points).encode()
+    files[f"{label}.json"] = json.dumps(to_json(report), indent=2).encode()
+    return files
+
+
+def send_report(
+    farm: FarmConfig, engine: Engine, report: Any, files: dict[str, bytes]
+) -> dict[str, str | None]:
+    """Send a sale report to every configured channel; returns channel -> error (None = sent).
+
+    MQTT goes through the outbox in `engine`'s database (message id `sale-report-<period>`, so
+    sending the same period twice publishes once); the daemon's dispatcher delivers it.
+    """
     from controller.notify import Message, Notifier, channels_from_config
     from treasury.reports import summary_fields, summary_text
 
-    farm = _config(config_path)
-    if farm is None:
-        raise _fail(ValueError("--send needs --config (the reports channels)"))
-    ledger = _ledger(config_path, db)
     msg_id = f"sale-report-{report.period.label}"
 
     def publish(topic: str, payload: bytes) -> None:
-        # Through the MQTT outbox: the daemon's dispatcher delivers it, even after a restart.
         from controller.mqtt.outbox import enqueue
 
-        with ledger.engine.begin() as conn:
+        with engine.begin() as conn:
             enqueue(conn, topic, payload, msg_id, qos=1, confirm=True)
 
     title, text = summary_text(report)
     mime = {"csv": "text/csv", "html": "text/html", "json": "application/json"}
     attachments = tuple((n, b, mime[n.rsplit(".", 1)[1]]) for n, b in files.items())
     message = Message("report", title, text, fields=summary_fields(report), attachments=attachments)
-    results = Notifier(channels_from_config(farm.reports, publish)).send(message)
-    if not results:
-        typer.echo("no report channel is enabled in the config", err=True)
-        raise typer.Exit(1)
-    failed = {k: v for k, v in results.items() if v}
-    for channel, error in results.items():
-        typer.echo(f"{channel}: {'sent' if error is None else error}")
-    if failed:
-        raise typer.Exit(1)
+    return Notifier(channels_from_config(farm.reports, publish)).send(message)
 
 
 def _electricity(path: Path) -> dict[date, Decimal]:

@@ -126,3 +126,30 @@ def test_cancel_open_orders_books_final_state_and_leaves_foreign_orders(rig: Rig
     after = rig.ledger.get_order(ours.client_order_id)
     assert after is not None and after.status == "cancelled" and after.filled == Decimal("0.01")
     assert rig.app.orders["fc0000000000000fff"].status == "open"
+
+
+def test_resting_order_stays_as_seen_while_the_venue_is_down(rig: Rig) -> None:
+    record = rig.executor.place("kraken", SYMBOL, "sell", Decimal("0.05"), PRICE)
+    rig.app.fail_next_lookups = 100
+    assert rig.executor.resolve(record).status == "open"
+    assert rig.ledger.get_order(record.client_order_id).status == "open"  # type: ignore[union-attr]
+
+
+def test_absent_after_timeout_waits_for_the_grace_then_cancels(rig: Rig, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = [datetime.now(UTC)]
+    executor = Executor(
+        rig.ledger, {"kraken": rig.venue}, ExecutorSettings(not_found_grace_s=60),
+        sleep=rig.slept.append, clock=lambda: now[0],
+    )  # fmt: skip
+    rig.app.fail_next_orders = ["EGeneral:Internal error"]  # unclear failure, nothing placed
+    record = executor.place("kraken", SYMBOL, "sell", Decimal("0.05"), PRICE)
+    assert record.status == "unknown" and "not at venue yet" in (record.note or "")
+    assert executor.recover() == [rig.ledger.get_order(record.client_order_id)]  # still in grace
+    now[0] += timedelta(seconds=61)
+    assert executor.recover() == []
+    final = rig.ledger.get_order(record.client_order_id)
+    assert final is not None and final.status == "cancelled"
+    assert final.note == "never reached the venue"
+    assert rig.add_order_calls() == 1  # never resent
