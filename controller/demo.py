@@ -171,6 +171,7 @@ async def run_demo(
             end=start + timedelta(hours=options.hours),
             plans=1,
             plan=first_plan,
+            first_plan=first_plan,
         )
 
         async def replan(gw: Gateway) -> None:
@@ -230,6 +231,7 @@ class DemoState:
     end: datetime
     plans: int = 0
     plan: Any = None
+    first_plan: Any = None
     hashing_now: int = 0
     curtail_actions: int = 0
     resume_actions: int = 0
@@ -267,4 +269,10 @@ def write_outputs(
         )
     )
     files["summary"] = summary
+    if state.first_plan is not None:
+        from forecasting.plan_plots import plot_hashing_plan
+
+        files["plan_plot"] = plot_hashing_plan(
+            state.first_plan, out / "plan.png", timezone=state.feed.timezone
+        )
     return files
