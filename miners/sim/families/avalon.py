@@ -91,7 +91,8 @@ class AvalonFamily(RpcFamily):
             f"Vo[328] PS[0 1212 1315 174 {watts} 1320] GHSmm[{ghs:.2f}] GHSavg[{ghs:.2f}] "
             f"WU[351687.39] Freq[661.56] Led[0] MGHS[{' '.join(per)}] "
             f"MTmax[{' '.join(str(t + 5) for t in temps)}] MTavg[{' '.join(map(str, temps))}] "
-            f"TA[240] ECHU[512 512] ECMM[0] CRC[0 0] WORKMODE[{mode}]"
+            f"TA[240] ECHU[512 512] ECMM[0] CRC[0 0] MPO[{int(rig.power_limit_w)}] "
+            f"WORKMODE[{mode}]"
         )
 
     def stats(self, rig: SimRig, _: str | None, now: float) -> Reply:
