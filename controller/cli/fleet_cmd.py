@@ -292,10 +292,10 @@ def sim_cmd(
         counts = size_mix(parse_mix(mix), rigs)
         faults = []
         for item in fault or []:
-            index, sep, name = item.partition("=")
-            if not sep or not index.strip().isdigit():
+            number, sep, name = item.partition("=")
+            if not sep or not number.strip().isdigit():
                 raise ValueError(f"bad --fault {item!r}: expected INDEX=FAULT")
-            faults.append((int(index), Fault(name.strip())))
+            faults.append((int(number), Fault(name.strip())))
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
