@@ -158,3 +158,53 @@ def test_sigkill_at_random_moments(bars_file: Path, tmp_path: Path) -> None:
     assert run(killed, bars_file, None, first, last) == 0
     assert kills >= 1, "the run finished before any kill: lower the delays"
     assert final_state(killed) == final_state(clean)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        pytest.param("after_sent_mark", marks=pytest.mark.slow),
+        "after_venue_accept",  # the order is at the venue, the ledger still says `sent`
+        pytest.param("after_ledger_update", marks=pytest.mark.slow),
+    ],
+)
+def test_kill_against_kraken_over_http(step: str, exchange_responses: Path, tmp_path: Path) -> None:
+    """The real ccxt Kraken class and a Kraken fake that keeps its orders across the kill."""
+    from tests.treasury.fake_exchange import ExchangeServer, FakeKraken, load_recorded
+
+    app = FakeKraken(load_recorded(exchange_responses, "kraken"))
+    app.balances = {"XXBT": Decimal("0.5"), "USDT": Decimal("0")}
+    with ExchangeServer(app) as server:
+
+        def tick(crash_at: str | None) -> int:
+            env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+            if crash_at:
+                env[CRASH_ENV] = crash_at
+            proc = subprocess.run(
+                [sys.executable, "-m", "tests.treasury.crash_runner_kraken", str(tmp_path), server.url],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert proc.returncode in (0, 137), proc.stderr
+            return proc.returncode
+
+        assert tick(step) == 137
+        assert tick(None) == 0
+    sent = [r.form()["cl_ord_id"] for r in app.requests if r.path == "/0/private/AddOrder"]
+    assert len(sent) == len(set(sent)) == len(app.orders)  # no client order id sent twice
+    assert sum(1 for o in app.orders.values() if o.status == "open") == 1
+    ledger = Ledger(sa.create_engine(f"sqlite:///{tmp_path / 'ledger.db'}"))
+    records = {o.client_order_id: o for o in ledger.orders()}
+    assert set(app.orders) <= set(records)
+    for cloid in set(records) - set(app.orders):  # killed before the send: closed, never sent
+        assert (records[cloid].status, records[cloid].note) == (
+            "cancelled",
+            "never reached the venue",
+        )
+    for cloid, order in app.orders.items():
+        rec = records[cloid]
+        assert rec.venue_order_id == order.id
+        assert rec.status == {"open": "open", "canceled": "cancelled"}[order.status]
+        assert (rec.amount, rec.price) == (order.amount, order.price)
+    # 0.2 BTC (the order limit) at the recorded bid 73380.6 + 0.1 %, rounded up to the tick.
+    live = next(o for o in app.orders.values() if o.status == "open")
+    assert (live.amount, live.price) == (Decimal("0.2"), Decimal("73454.0"))
