@@ -12,6 +12,7 @@ from controller.cli import (
     forecast_cmd,
     hardware_cmd,
     miners_cmd,
+    override_cmd,
     plan_cmd,
     sales_cmd,
     treasury_cmd,
@@ -34,6 +35,7 @@ for module in (
     plan_cmd,
     treasury_cmd,
     sales_cmd,
+    override_cmd,
     daemon_cmd,
 ):
     module.register(app)
