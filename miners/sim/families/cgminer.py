@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from miners.sim.families.base import NUL, Reply, RpcFamily, mhs, status_block
+from miners.sim.families.base import Reply, RpcFamily, mhs, status_block
 from miners.sim.rig import SimRig
 
 CHAIN_BASE = 6  # the S9 control board numbers its chains 6, 7, 8
@@ -220,6 +220,3 @@ class CgminerFamily(RpcFamily):
     def restart(self, rig: SimRig, _: str | None, now: float) -> Reply:
         rig.reboot(now)
         return {"STATUS": status_block(now, 67, "Restart", self.description(rig)), "id": 1}
-
-
-__all__ = ["NUL", "CgminerFamily"]

@@ -12,7 +12,7 @@ import secrets
 from typing import Any
 
 from miners.drivers.btminer_crypto import aes_key, decrypt, encrypt, v2_token, v3_token
-from miners.sim.families.base import NUL, Reply, RpcFamily, mhs, status_block
+from miners.sim.families.base import Reply, RpcFamily, mhs, status_block
 from miners.sim.rig import Fault, SimRig
 
 V3_ACCOUNT = "super"
@@ -317,6 +317,3 @@ class WhatsminerFamily(RpcFamily):
         else:
             return {"code": -1, "when": when, "msg": f"unknown command {cmd}", "desp": cmd}
         return {"code": 0, "when": when, "msg": "ok", "desp": cmd}
-
-
-__all__ = ["NUL", "WhatsminerFamily"]
