@@ -378,3 +378,97 @@ def _print_backtest(report: list[dict[str, Any]], information: str) -> None:
         f"hours scored {first['hours_scored']}, skipped (no price) {first['hours_skipped']}"
     )
     console.print(f"information used: {information}")
+
+
+@plan_app.command("show")
+def show(
+    config: Annotated[Path, typer.Option("--config", help="farm config (fleet, [planner])")],
+    at: Annotated[
+        str, typer.Option("--at", help="plan as of this local time, e.g. 2024-08-20T12:00")
+    ],
+    zone: Annotated[str, typer.Option(help="ERCOT hub/zone of the shared price file")] = "LZ_WEST",
+    hashprice: Annotated[
+        float | None, typer.Option(help="USD/TH/s/day (default: config, else 0.05)")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="PNG: the plan over the forecast")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Make the fleet's hashing plan from the prices known at a past moment of the ERCOT file."""
+    import pandas as pd
+
+    from controller.config import ConfigError, load_config
+    from controller.planning import constraints_from, ercot_feed, fleet_groups
+    from forecasting.plan_types import PlanError
+    from forecasting.planner import plan_hours
+    from forecasting.rt_forecast import RtForecaster, RtForecastError, horizon_forecast, rt_features
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _fail("; ".join(str(p) for p in exc.problems))
+        return
+    feed = ercot_feed(_data_dir(), zone)
+    try:
+        now = pd.Timestamp(at).tz_localize(feed.timezone).tz_convert("UTC").floor("h")
+    except (ValueError, TypeError) as exc:
+        _fail(f"--at {at!r}: {exc}")
+        return
+    known = feed.known(now.to_pydatetime())
+    if math.isnan(known["da"].reindex([now]).to_numpy(dtype=float)[0]):
+        _fail(f"no day-ahead price for {now} in {zone}: pick another --at")
+    groups = fleet_groups(cfg.rigs)
+    if not groups:
+        _fail(f"no rig in {config} has a model in the hardware catalog")
+    price = hashprice or cfg.planner.hashprice_usd_per_th_day or 0.05
+    try:
+        features = rt_features(known["da"], known["rt"], feed.timezone)
+        history = (known.index < now) & (known.index >= now - pd.Timedelta(days=180))
+        model = RtForecaster().fit(features.loc[history], known.loc[history, "rt"])
+        one_step = model.predict(features.loc[[now]]).iloc[0]
+        ahead = known.loc[known.index >= now, "da"].dropna().iloc[: cfg.planner.horizon_hours]
+        forecast = horizon_forecast(one_step, ahead)
+        plan = plan_hours(forecast, price, groups, constraints_from(cfg, feed.timezone))
+    except (PlanError, RtForecastError) as exc:
+        _fail(str(exc))
+        return
+    if plot is not None:
+        from forecasting.plan_plots import plot_hashing_plan
+
+        plot_hashing_plan(plan, plot, feed.timezone)
+        typer.echo(f"plot written: {plot}", err=True)
+    if as_json:
+        rows = [
+            {
+                "start": h.start.isoformat(),
+                "group": h.group,
+                "hashing": h.hashing,
+                "p50": h.price_p50,
+                "break_even": h.break_even,
+                "reason": h.reason,
+            }
+            for h in plan.hours
+        ]
+        actions = [
+            {"at": a.at.isoformat(), "group": a.group, "rig": a.rig, "action": a.kind.value}
+            for a in plan.actions
+        ]
+        typer.echo(json.dumps({"hashprice": price, "hours": rows, "actions": actions}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"hashing plan for {zone} from {at} (hashprice {price:.3f} USD/TH/day)")
+    table.add_column("local hour")
+    table.add_column("p10 / p50 / p90", justify="right")
+    for g in groups:
+        table.add_column(f"{g.name} ({g.power_mw * 1000:.1f} kW)", justify="center")
+    by_hour: dict[Any, list[Any]] = {}
+    for h in plan.hours:
+        by_hour.setdefault(h.start, []).append(h)
+    for start, hours in by_hour.items():
+        local = pd.Timestamp(start).tz_convert(feed.timezone).strftime("%m-%d %H:%M")
+        first = hours[0]
+        spread = f"{first.price_p10:.0f} / {first.price_p50:.0f} / {first.price_p90:.0f}"
+        cells = ["hash" if h.hashing else f"off ({h.reason})" for h in hours]
+        table.add_row(local, spread, *cells)
+    Console(width=140).print(table)

@@ -90,3 +90,23 @@ def test_plan_backtest_day_ahead_tariff_is_nearly_perfect(price_file: Path) -> N
 def test_plan_backtest_bad_prices_named() -> None:
     result = runner.invoke(app, ["plan", "backtest", "--prices", "/nonexistent.csv"])
     assert result.exit_code == 2 and "/nonexistent.csv" in result.output
+
+
+def test_plan_show_on_spike_day(data_dir: Path, tmp_path: Path) -> None:
+    """The example fleet's plan as of 12:00 on 20 Aug 2024: everything off 18:00-20:00 local,
+    when day-ahead LZ_WEST was 202, 673 and 317 USD/MWh; least efficient off first."""
+    config = REPO / "config" / "farm.example.toml"
+    png = tmp_path / "show.png"
+    args = ["plan", "show", "--config", str(config), "--at", "2024-08-20T12:00",
+            "--hashprice", "0.05", "--json", "--plot", str(png)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    hours = out["hours"]
+    peak = [h for h in hours if h["start"].startswith("2024-08-21T00:00")]  # 19:00 CDT
+    assert peak and all(not h["hashing"] for h in peak)
+    assert peak[0]["p50"] == pytest.approx(673.32, abs=0.5)  # DA plus a faded RT premium
+    at_21 = {h["group"]: h["hashing"] for h in hours if h["start"].startswith("2024-08-21T02:00")}
+    assert at_21["17.5J/TH"] is True and at_21["30.5J/TH"] is False  # 88.5 USD/MWh at 21:00
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert any(a["action"] == "curtail" for a in out["actions"])
