@@ -218,7 +218,6 @@ def main() -> None:
     n = _env_int("BENCH_MINERS_RIGS", 5000)
     n_pyasic = _env_int("BENCH_MINERS_PYASIC_RIGS", n)
     n_sweep = _env_int("BENCH_MINERS_SWEEP_RIGS", 10000)
-    from miners.fleet import run_loop
 
     try:
         import uvloop
@@ -232,6 +231,17 @@ def main() -> None:
         "(the machine is shared: wall-clock rates fall with load, CPU-time rates much less)"
     )
 
+    parts = os.environ.get("BENCH_MINERS_PARTS", "fleet,pyasic,sweep").split(",")
+    sweep_concurrency = _env_int("BENCH_MINERS_SWEEP_CONCURRENCY", 2500)
+    if "fleet" in parts:
+        _fleet_vs_pyasic(n, n_pyasic, with_pyasic="pyasic" in parts)
+    if "sweep" in parts:
+        _sweep(n_sweep, sweep_concurrency)
+
+
+def _fleet_vs_pyasic(n: int, n_pyasic: int, *, with_pyasic: bool) -> None:
+    from miners.fleet import run_loop
+
     with simulator_processes(n, 0.0) as rigs:
         ours = run_loop(_ours(rigs, concurrency=256, warm_rounds=3, deadline_s=60.0))
         gc.collect()
@@ -242,6 +252,8 @@ def main() -> None:
             f"{ours['warm_ok']} full RigStatus; {ours['rigs_per_s']:.0f} rigs/s "
             f"({ours['rigs_per_cpu_s']:.0f} rigs per CPU-second); peak RSS {rss:.0f} MB"
         )
+        if not with_pyasic:
+            return
         import pyasic
 
         sub = rigs[:n_pyasic]
@@ -265,12 +277,17 @@ def main() -> None:
             f"{ours['rigs_per_cpu_s'] / rpc['rigs_per_cpu_s']:.1f}x"
         )
 
+
+def _sweep(n_sweep: int, concurrency: int) -> None:
+    from miners.fleet import run_loop
+
     with simulator_processes(n_sweep, 200.0, processes=2) as rigs:
         sweep = run_loop(
-            _ours(rigs, concurrency=2500, warm_rounds=1, deadline_s=10.0, rig_timeout_s=10.0)
+            _ours(rigs, concurrency=concurrency, warm_rounds=1, deadline_s=10.0, rig_timeout_s=10.0)
         )
         print(
-            f"ours: {n_sweep} rigs at 200 ms device latency: cold sweep {sweep['cold_s']:.2f} s "
+            f"ours: {n_sweep} rigs at 200 ms device latency, concurrency {concurrency}, "
+            f"deadline 10 s: cold sweep {sweep['cold_s']:.2f} s "
             f"({sweep['cold_ok']} hashing), warm sweep {sweep['warm_s'][0]:.2f} s "
             f"({sweep['warm_ok']} full RigStatus); peak RSS {_peak_rss_mb():.0f} MB"
         )
