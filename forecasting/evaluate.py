@@ -28,6 +28,7 @@ from forecasting.ensemble import (
 )
 from forecasting.features import FIRST_USABLE_DAY, lear_features
 from forecasting.gbm import (
+    GBM_MAX_ITER,
     GBM_REFIT_EVERY,
     GBM_WINDOW,
     GbmModel,
@@ -192,6 +193,7 @@ def run_rolling(
     warmup_days: int = WARMUP_DAYS,
     gbm_refit_every: int = GBM_REFIT_EVERY,
     gbm_window: int = GBM_WINDOW,
+    gbm_max_iter: int = GBM_MAX_ITER,
     progress: Callable[[int, int], None] | None = None,
 ) -> RollingResult:
     """Run the daily-recalibration protocol over the test period (its first ``n_days`` if given).
@@ -224,7 +226,13 @@ def run_rolling(
             out[f"LEAR {w}"][i] = f
         out["LEAR Ensemble"][i] = np.mean(list(lear.values()), axis=0)
         if model is None or i % gbm_refit_every == 0:
-            model = fit_gbm(gbm_x, dataset.price, max(FIRST_USABLE_DAY, day - gbm_window), day)
+            model = fit_gbm(
+                gbm_x,
+                dataset.price,
+                max(FIRST_USABLE_DAY, day - gbm_window),
+                day,
+                max_iter=gbm_max_iter,
+            )
         out["GBM"][i] = predict_gbm(model, gbm_x, day)
         lo = max(0, i - COMBINE_LOOKBACK)
         past_actual = dataset.price[begin + lo : day]

@@ -16,7 +16,8 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 logger = logging.getLogger(__name__)
 
 GBM_WINDOW = 1456  # calibration days
-GBM_REFIT_EVERY = 7  # days between refits; forecasts use fresh d-1 features every day
+GBM_REFIT_EVERY = 14  # days between refits; forecasts use fresh d-1 features every day
+GBM_MAX_ITER = 200
 GBM_LOSS = "squared_error"
 
 
@@ -77,12 +78,12 @@ def gbm_features(price: np.ndarray, exog: np.ndarray, weekday: np.ndarray) -> Gb
     return GbmFeatures(values=values, level=level, names=tuple(names))
 
 
-def make_gbm(seed: int = 0) -> HistGradientBoostingRegressor:
+def make_gbm(seed: int = 0, max_iter: int = GBM_MAX_ITER) -> HistGradientBoostingRegressor:
     """The boosting model used for every market (fixed settings, no per-market tuning)."""
     return HistGradientBoostingRegressor(
         loss=GBM_LOSS,
-        learning_rate=0.06,
-        max_iter=400,
+        learning_rate=0.1,
+        max_iter=max_iter,
         max_leaf_nodes=31,
         min_samples_leaf=40,
         l2_regularization=1.0,
@@ -100,13 +101,20 @@ class GbmModel:
     scale: float
 
 
-def fit_gbm(feats: GbmFeatures, price: np.ndarray, start: int, end: int, seed: int = 0) -> GbmModel:
+def fit_gbm(
+    feats: GbmFeatures,
+    price: np.ndarray,
+    start: int,
+    end: int,
+    seed: int = 0,
+    max_iter: int = GBM_MAX_ITER,
+) -> GbmModel:
     """Fit on days [start, end). The target is asinh((price - level) / s), s the window's MAD of
     price - level: squared error on it is fast and as robust to price spikes as an absolute loss."""
     x = feats.values[start:end].reshape(-1, feats.values.shape[2])
     dev = (price[start:end] - feats.level[start:end, None]).reshape(-1)
     scale = float(np.median(np.abs(dev - np.median(dev)))) * 1.4826 or 1.0
-    model = make_gbm(seed)
+    model = make_gbm(seed, max_iter)
     model.fit(x, np.arcsinh(dev / scale))
     return GbmModel(booster=model, scale=scale)
 

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 LEAR_WINDOWS: tuple[int, ...] = (56, 84, 1092, 1456)
 _MAD_TO_STD = 1.4826  # MAD of a normal sample times this estimates its standard deviation
 _EPS = 1e-9
-CD_TOL = 1e-4  # coordinate-descent stop: largest coefficient step / ||y||, ample for forecasts
+CD_TOL = 1e-3  # coordinate-descent stop: largest coefficient step / ||y||, ample for forecasts
 AIC_GRID = 40  # penalties from max|X'y| down three decades
 AIC_PATIENCE = 8  # grid points without a better AIC before the search stops
 

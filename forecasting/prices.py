@@ -274,6 +274,18 @@ def check_fresh(series: PriceSeries, now: datetime, max_age: timedelta) -> None:
         )
 
 
+_TRUE = {"1", "true", "t", "yes", "y"}
+_FALSE = {"0", "false", "f", "no", "n"}
+
+
+def _parse_flags(column: pd.Series, what: str) -> np.ndarray:
+    text = column.astype(str).str.strip().str.lower()
+    unknown = text[~text.isin(_TRUE | _FALSE)]
+    if len(unknown):
+        raise PriceDataError(f"{what}: DST flag {unknown.iloc[0]!r} is not true/false")
+    return text.isin(_TRUE).to_numpy()
+
+
 def load_csv(
     path: Path,
     *,
@@ -292,7 +304,7 @@ def load_csv(
     Timestamps with an offset are taken as they are; naive ones are local wall-clock times in
     ``tz`` and converted with :func:`local_to_utc` (``dst_flag_col`` True = first occurrence).
     """
-    frame = pd.read_csv(path, skipinitialspace=True)
+    frame = pd.read_csv(path, skipinitialspace=True, keep_default_na=False, dtype=str)
     frame.columns = [str(c).strip() for c in frame.columns]
     for col in (timestamp_col, price_col):
         if col not in frame.columns:
@@ -301,10 +313,12 @@ def load_csv(
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         index = pd.DatetimeIndex(raw).tz_convert("UTC")
     else:
-        flag = frame[dst_flag_col].astype(bool).to_numpy() if dst_flag_col else None
+        flag = _parse_flags(frame[dst_flag_col], str(path)) if dst_flag_col else None
         index = local_to_utc(pd.DatetimeIndex(raw), tz, flag)
-    values = pd.to_numeric(frame[price_col], errors="coerce")
-    bad = frame[price_col][values.isna() & frame[price_col].notna()]
+    raw_price = frame[price_col].astype(str).str.strip()
+    blank = raw_price.str.lower().isin(["", "nan", "na", "none"])  # an empty cell is a gap
+    values = pd.to_numeric(raw_price.where(~blank), errors="coerce")
+    bad = raw_price[values.isna() & ~blank]
     if len(bad):
         raise PriceDataError(f"{path}: non-numeric price {bad.iloc[0]!r} in column {price_col!r}")
     series = pd.Series(values.to_numpy(dtype="float64"), index=index, name="price")
@@ -349,27 +363,18 @@ class EpfDataset:
         """The prices on true UTC hours: the spring day's artificial 02:00 slot is dropped (the hour
         does not exist), and on the autumn day the averaged slot is put on the first 02:00 hour
         while the second is left NaN as an explicit gap (its real value is not in the file)."""
-        stamps: list[pd.Timestamp] = []
-        values: list[float] = []
-        for i, day in enumerate(self.days):
-            hours = local_day_hours(day.date(), self.timezone)
-            row = self.price[i]
-            if len(hours) == 24:
-                stamps.extend(hours)
-                values.extend(row.tolist())
-                continue
-            local_hours = [t.tz_convert(self.timezone).hour for t in hours]
-            if len(hours) == 23:
-                for t, wall in zip(hours, local_hours, strict=True):
-                    stamps.append(t)
-                    values.append(float(row[wall]))
-            else:  # 25 hours: wall hour repeats; the second occurrence gets NaN
-                seen: set[int] = set()
-                for t, wall in zip(hours, local_hours, strict=True):
-                    stamps.append(t)
-                    values.append(float("nan") if wall in seen else float(row[wall]))
-                    seen.add(wall)
-        series = pd.Series(values, index=pd.DatetimeIndex(stamps), name="price")
+        naive = pd.DatetimeIndex(
+            np.repeat(self.days.values, 24)
+            + np.tile(np.arange(24), self.n_days) * np.timedelta64(1, "h")
+        )
+        values = self.price.reshape(-1)
+        first = naive.tz_localize(self.timezone, ambiguous=True, nonexistent="NaT")
+        second = naive.tz_localize(self.timezone, ambiguous=False, nonexistent="NaT")
+        exists = np.asarray(~np.asarray(first.isna()))
+        repeated = exists & np.asarray(first != second)
+        stamps = first[exists].tz_convert("UTC").append(second[repeated].tz_convert("UTC"))
+        data = np.concatenate([values[exists], np.full(int(repeated.sum()), np.nan)])
+        series = pd.Series(data, index=stamps, name="price").sort_index()
         return PriceSeries(
             market=self.market,
             zone=zone or self.market,

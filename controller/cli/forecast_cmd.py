@@ -98,6 +98,9 @@ def evaluate(
     windows: Annotated[
         str, typer.Option(help="LEAR calibration windows in days, comma-separated.")
     ] = "56,84,1092,1456",
+    gbm_refit_every: Annotated[
+        int, typer.Option(min=1, help="Days between gradient-boosting refits.")
+    ] = 14,
 ) -> None:
     """Run the 728-day epftoolbox protocol (daily recalibration) and compare with the paper."""
     from forecasting.evaluate import (
@@ -142,10 +145,16 @@ def evaluate(
         raise typer.Exit(2) from exc
 
     def progress(done: int, total: int) -> None:
-        if not as_json and (done % 28 == 0 or done == total):
+        if done % 28 == 0 or done == total:
             print(f"  {dataset.market}: day {done}/{total}", file=sys.stderr, flush=True)
 
-    result = run_rolling(dataset, n_days=days, windows=window_list, progress=progress)
+    result = run_rolling(
+        dataset,
+        n_days=days,
+        windows=window_list,
+        gbm_refit_every=gbm_refit_every,
+        progress=progress,
+    )
     report = evaluation_report(result, published, reference)
     if save is not None:
         result.to_frame().to_csv(save)
