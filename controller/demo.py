@@ -24,6 +24,7 @@ from controller.daemon import serve
 from controller.gateway import Gateway
 from controller.paths import shared_data_dir
 from controller.planning import FramePriceFeed, PlanService, ercot_feed, synthetic_feed
+from controller.treasury_service import attach_treasury, detach_treasury
 from miners.sim.simulator import Simulator
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,18 @@ def demo_config(base: FarmConfig, sim: Simulator, out: Path, metrics_port: int) 
     return FarmConfig.model_validate(raw)
 
 
+def _rt_price(feed: FramePriceFeed) -> Callable[[datetime], float | None]:
+    """The recorded real-time price of an hour (USD/MWh), for the sale report's electricity."""
+
+    def price(hour: datetime) -> float | None:
+        import pandas as pd
+
+        stamp = pd.Timestamp(hour)
+        return float(feed.frame["rt"].loc[stamp]) if stamp in feed.frame.index else None
+
+    return price
+
+
 def network_hashprice(day: datetime) -> float | None:
     """Hashprice on the demo day from the shared network history, when present."""
     data = shared_data_dir()
@@ -164,6 +177,11 @@ async def run_demo(
         first_plan = await asyncio.to_thread(planner.replan, start, gateway.rigs, {})
         clock = AcceleratedClock(start, options.speed)
         gateway.clock = clock
+        # Treasury (controller/treasury_service.py): paper venue, mined coins, sales, reports.
+        treasury = attach_treasury(gateway, electricity_price=_rt_price(feed))
+        if treasury is not None:  # it starts with a month of the fleet's unsold coins
+            nominal_ths = sum(rig.model.nominal_ths for rig in sim.rigs)
+            await asyncio.to_thread(treasury.credit_opening, nominal_ths, 30, start)
         state = DemoState(
             source=source,
             hashprice=hashprice,
@@ -172,6 +190,7 @@ async def run_demo(
             plans=1,
             plan=first_plan,
             first_plan=first_plan,
+            treasury=treasury,
         )
 
         async def replan(gw: Gateway) -> None:
@@ -206,6 +225,7 @@ async def run_demo(
             )
         finally:
             jobs.unregister_job_body("replan")
+            detach_treasury()
         result = DemoResult(
             out=out,
             database_url=gateway.database_url,
@@ -218,6 +238,12 @@ async def run_demo(
         for status in gateway.state.statuses.values():
             result.rigs_by_state[status.state] = result.rigs_by_state.get(status.state, 0) + 1
         result.files.update(write_outputs(out, gateway, planner, state))
+        if treasury is not None:  # the sale report of the demo's farm span, with its plot
+            label = f"sales-{start:%Y%m%dT%H%M}"
+            written = await asyncio.to_thread(
+                treasury.report, start, result.farm_end, label, send=False
+            )
+            result.files.update({f"sale report {name}": path for name, path in written.items()})
     return result
 
 
@@ -232,6 +258,7 @@ class DemoState:
     plans: int = 0
     plan: Any = None
     first_plan: Any = None
+    treasury: Any = None  # controller.treasury_service.TreasuryService (panel in the view)
     hashing_now: int = 0
     curtail_actions: int = 0
     resume_actions: int = 0

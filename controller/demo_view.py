@@ -14,6 +14,7 @@ from rich.table import Table
 from controller.clock import hour_floor
 from controller.demo import DemoState
 from controller.gateway import Gateway
+from controller.treasury_service import TreasuryView
 
 STATE_STYLE = {
     "hashing": "green",
@@ -81,7 +82,27 @@ def render(gateway: Gateway, state: DemoState) -> Group:
         if hasattr(state, "panels")
         else []
     )
+    if state.treasury is not None:  # the treasury panel (controller/treasury_service.py)
+        extra.append(Panel(treasury_table(state.treasury.view), title="Treasury (paper venue)"))
     return Group(Panel(prices, title="Prices"), Panel(plan, title="Plan"), *extra, fleet)
+
+
+def treasury_table(view: TreasuryView) -> Table:
+    """BTC and USD held, coins mined and sold, average sale price, the last decision."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row("BTC held", f"{view.coins:.8f}")
+    grid.add_row("USD held", f"{view.fiat:.2f}")
+    grid.add_row("coins mined", f"{view.mined:.8f}")
+    grid.add_row("coins sold", f"{view.sold:.8f} in {view.orders} order(s)")
+    avg = view.average_price
+    grid.add_row("average sale price", "-" if avg is None else f"{avg:.2f}")
+    grid.add_row("BTC price (last hour)", "-" if view.price is None else f"{view.price:.2f}")
+    grid.add_row("last decision", view.last_decision or "-")
+    if view.last_error or view.last_skip:
+        grid.add_row(
+            "note", f"[red]{view.last_error}[/]" if view.last_error else str(view.last_skip)
+        )
+    return grid
 
 
 class LiveView:
@@ -111,7 +132,12 @@ class LiveView:
             print(
                 f"{hour:%Y-%m-%d %H:00} UTC  da={da if da is None else round(da, 1)} "
                 f"rt={rt if rt is None else round(rt, 1)}  rigs={states}  plans={state.plans}  "
-                f"curtail/resume={state.curtail_actions}/{state.resume_actions}",
+                f"curtail/resume={state.curtail_actions}/{state.resume_actions}"
+                + (  # treasury (controller/treasury_service.py)
+                    f"  btc={state.treasury.view.coins:.6f} sold={state.treasury.view.sold:.6f}"
+                    if state.treasury is not None
+                    else ""
+                ),
                 flush=True,
             )
 
