@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: da5910edaa7e
+Revision ID: 117533d6c2f9
 Revises:
-Create Date: 2026-11-23 13:57:47.105649
+Create Date: 2026-11-23 14:26:55.162451
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "da5910edaa7e"
+import treasury.tables
+
+revision: str = "117533d6c2f9"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -50,6 +52,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("acked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("confirm", sa.Boolean(), nullable=False),
+        sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_mqtt_outbox")),
@@ -156,12 +160,28 @@ def upgrade() -> None:
         batch_op.create_index("ix_rig_telemetry_rig_time", ["site", "rig", "time"], unique=False)
 
     op.create_table(
+        "electricity_price",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("market", sa.String(length=32), nullable=False),
+        sa.Column("zone", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("price", sa.Numeric(precision=28, scale=12), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("source", sa.String(length=128), nullable=False),
+        sa.Column("inserted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_electricity_price")),
+        sa.UniqueConstraint(
+            "market", "zone", "kind", "ts", name=op.f("uq_electricity_price_market")
+        ),
+    )
+    op.create_table(
         "treasury_balances",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("venue", sa.String(length=64), nullable=False),
         sa.Column("currency", sa.String(length=16), nullable=False),
-        sa.Column("free", sa.Numeric(precision=28, scale=12), nullable=False),
-        sa.Column("total", sa.Numeric(precision=28, scale=12), nullable=False),
+        sa.Column("free", treasury.tables.Money(precision=28, scale=12), nullable=False),
+        sa.Column("total", treasury.tables.Money(precision=28, scale=12), nullable=False),
         sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_treasury_balances")),
     )
@@ -177,7 +197,7 @@ def upgrade() -> None:
         sa.Column("venue", sa.String(length=64), nullable=False),
         sa.Column("reference", sa.String(length=128), nullable=False),
         sa.Column("currency", sa.String(length=16), nullable=False),
-        sa.Column("amount", sa.Numeric(precision=28, scale=12), nullable=False),
+        sa.Column("amount", treasury.tables.Money(precision=28, scale=12), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_treasury_deposits")),
@@ -202,14 +222,14 @@ def upgrade() -> None:
         sa.Column("venue", sa.String(length=64), nullable=False),
         sa.Column("symbol", sa.String(length=32), nullable=False),
         sa.Column("side", sa.String(length=4), nullable=False),
-        sa.Column("amount", sa.Numeric(precision=28, scale=12), nullable=False),
-        sa.Column("price", sa.Numeric(precision=28, scale=12), nullable=False),
-        sa.Column("reference_price", sa.Numeric(precision=28, scale=12), nullable=True),
+        sa.Column("amount", treasury.tables.Money(precision=28, scale=12), nullable=False),
+        sa.Column("price", treasury.tables.Money(precision=28, scale=12), nullable=False),
+        sa.Column("reference_price", treasury.tables.Money(precision=28, scale=12), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("venue_order_id", sa.String(length=128), nullable=True),
-        sa.Column("filled", sa.Numeric(precision=28, scale=12), nullable=False),
-        sa.Column("cost", sa.Numeric(precision=28, scale=12), nullable=False),
-        sa.Column("fee", sa.Numeric(precision=28, scale=12), nullable=False),
+        sa.Column("filled", treasury.tables.Money(precision=28, scale=12), nullable=False),
+        sa.Column("cost", treasury.tables.Money(precision=28, scale=12), nullable=False),
+        sa.Column("fee", treasury.tables.Money(precision=28, scale=12), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -230,9 +250,9 @@ def upgrade() -> None:
         sa.Column("trade_id", sa.String(length=128), nullable=False),
         sa.Column("client_order_id", sa.String(length=64), nullable=False),
         sa.Column("side", sa.String(length=4), nullable=False),
-        sa.Column("amount", sa.Numeric(precision=28, scale=12), nullable=False),
-        sa.Column("price", sa.Numeric(precision=28, scale=12), nullable=False),
-        sa.Column("fee", sa.Numeric(precision=28, scale=12), nullable=False),
+        sa.Column("amount", treasury.tables.Money(precision=28, scale=12), nullable=False),
+        sa.Column("price", treasury.tables.Money(precision=28, scale=12), nullable=False),
+        sa.Column("fee", treasury.tables.Money(precision=28, scale=12), nullable=False),
         sa.Column("fee_currency", sa.String(length=16), nullable=True),
         sa.Column("filled_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -304,6 +324,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_treasury_balances_taken_at"))
 
     op.drop_table("treasury_balances")
+    op.drop_table("electricity_price")
     with op.batch_alter_table("rig_telemetry", schema=None) as batch_op:
         batch_op.drop_index("ix_rig_telemetry_rig_time")
 
