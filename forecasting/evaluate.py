@@ -209,9 +209,11 @@ def run_rolling(
     last = dataset.n_days if n_days is None else min(dataset.n_days, first_test + n_days)
     begin = first_test - warmup_days
     min_history = max(windows) if windows else 0
-    if begin - FIRST_USABLE_DAY < min(56, min_history):
+    needed = FIRST_USABLE_DAY + warmup_days + min(56, min_history)
+    if first_test < needed:
         raise ValueError(
-            f"{dataset.market}: only {begin} days before the test period; need more history"
+            f"{dataset.market}: {dataset.n_days} days in the file leave {max(first_test, 0)} days "
+            f"before the test period of {test_days}; need at least {needed}"
         )
     names = [f"LEAR {w}" for w in windows] + ["LEAR Ensemble", "GBM", "Combination"]
     out = {n: np.full((last - begin, 24), np.nan) for n in names}

@@ -148,13 +148,17 @@ def evaluate(
         if done % 28 == 0 or done == total:
             print(f"  {dataset.market}: day {done}/{total}", file=sys.stderr, flush=True)
 
-    result = run_rolling(
-        dataset,
-        n_days=days,
-        windows=window_list,
-        gbm_refit_every=gbm_refit_every,
-        progress=progress,
-    )
+    try:
+        result = run_rolling(
+            dataset,
+            n_days=days,
+            windows=window_list,
+            gbm_refit_every=gbm_refit_every,
+            progress=progress,
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     report = evaluation_report(result, published, reference)
     if save is not None:
         result.to_frame().to_csv(save)
@@ -166,3 +170,96 @@ def evaluate(
         typer.echo(json.dumps(report, indent=2))
     else:
         _print_table(report)
+
+
+prices_app = typer.Typer(help="Load prices into the database.", no_args_is_help=True)
+forecast_app.add_typer(prices_app, name="prices")
+
+
+@prices_app.command("import")
+def import_prices(
+    market: Annotated[
+        str | None, typer.Option(help="Shared epftoolbox market NP, BE, FR or DE.")
+    ] = None,
+    csv: Annotated[Path | None, typer.Option(help="Generic CSV of timestamps and prices.")] = None,
+    entsoe_zone: Annotated[
+        str | None, typer.Option("--entsoe", help="ENTSO-E bidding zone (token: ENTSOE_API_TOKEN).")
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="ENTSO-E: first UTC hour (ISO).")] = None,
+    end: Annotated[str | None, typer.Option(help="ENTSO-E: end UTC hour, exclusive (ISO).")] = None,
+    timestamp_col: Annotated[str, typer.Option(help="CSV timestamp column.")] = "timestamp",
+    price_col: Annotated[str, typer.Option(help="CSV price column.")] = "price",
+    tz: Annotated[str, typer.Option(help="CSV: time zone of naive timestamps.")] = "UTC",
+    zone: Annotated[str, typer.Option(help="CSV: zone name to store under.")] = "",
+    currency: Annotated[str, typer.Option(help="CSV: currency.")] = "EUR",
+    keep_gaps: Annotated[
+        bool, typer.Option(help="Keep missing hours as gaps instead of refusing the file.")
+    ] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Farm config.")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL; overrides config.")] = None,
+) -> None:
+    """Store day-ahead prices from one source in the `electricity_price` table (idempotent)."""
+    from datetime import datetime
+
+    import sqlalchemy as sa
+
+    from controller.cli.db_cmd import resolve_database_url
+    from controller.storage import make_engine
+    from forecasting.entsoe import EntsoeClient, EntsoeError
+    from forecasting.price_store import upsert_prices
+    from forecasting.prices import (
+        EPFTOOLBOX_MARKETS,
+        PriceDataError,
+        PriceSeries,
+        load_csv,
+        load_epftoolbox,
+    )
+
+    if sum(x is not None for x in (market, csv, entsoe_zone)) != 1:
+        raise typer.BadParameter("give exactly one of --market, --csv or --entsoe")
+    gaps = "keep" if keep_gaps else "raise"
+    try:
+        series: PriceSeries
+        if market is not None:
+            if market.upper() not in EPFTOOLBOX_MARKETS:
+                raise typer.BadParameter(f"unknown market {market!r}")
+            series = load_epftoolbox(
+                _epftoolbox_dir() / f"{market.upper()}.csv.gz", market.upper()
+            ).to_price_series()
+        elif csv is not None:
+            series = load_csv(
+                csv,
+                timestamp_col=timestamp_col,
+                price_col=price_col,
+                tz=tz,
+                zone=zone,
+                currency=currency,
+                gaps="keep" if keep_gaps else "raise",
+            )
+        else:
+            assert entsoe_zone is not None
+            if start is None or end is None:
+                raise typer.BadParameter("--entsoe needs --start and --end")
+            begin, stop = (datetime.fromisoformat(v) for v in (start, end))
+            if begin.tzinfo is None or stop.tzinfo is None:
+                raise typer.BadParameter("--start/--end need a UTC offset, e.g. 2024-01-01T00:00Z")
+            series = EntsoeClient().day_ahead_prices(
+                entsoe_zone, begin, stop, gaps="keep" if keep_gaps else "raise"
+            )
+    except (PriceDataError, EntsoeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    engine = make_engine(resolve_database_url(config, db))
+    try:
+        if not sa.inspect(engine).has_table("electricity_price"):
+            typer.echo("error: table electricity_price missing: run `farmctl db upgrade`", err=True)
+            raise typer.Exit(2)
+        written = upsert_prices(engine, series)
+    finally:
+        engine.dispose()
+    prices = series.prices
+    typer.echo(
+        f"stored {written} hours of {series.market}/{series.zone} {series.kind} "
+        f"({prices.index[0]} .. {prices.index[-1]} UTC, gaps {int(prices.isna().sum())}, "
+        f"negative hours {int((prices < 0).sum())}, policy {gaps})"
+    )
