@@ -8,7 +8,7 @@ fleet, at a fixed hashprice:
   forecast built only from information available before h: real-time hourly prices up to h-1,
   the day-ahead prices published so far (ERCOT's DAM posts at about 13:30 local the day before,
   so before 14:00 local the horizon ends at midnight, after it at the next midnight). Only the
-  decision for h is committed; the forecaster is refit monthly on earlier hours only;
+  decision for h is committed; the forecaster is refit (every 3 months by default) on earlier hours only;
 * **perfect foresight** runs the same dynamic programme on the actual real-time prices.
 
 Capture = (plan - always-on) / (perfect - always-on). Hours where the real-time or day-ahead
@@ -37,8 +37,8 @@ DA_PUBLISH_LOCAL_HOUR = 14  # ERCOT DAM results post around 13:30 local the day 
 INFORMATION = (
     "decision for hour h uses: real-time hourly prices up to h-1 (the hourly average of h-1 is "
     "complete a few minutes into h, when its last 15-minute interval posts), day-ahead prices "
-    "published before h (next day's after 14:00 local), and a forecaster refit monthly on "
-    "earlier hours only; never the real-time price of h or later"
+    "published before h (next day's after 14:00 local), and a forecaster refit (default every 3 "
+    "months) on earlier hours only; never the real-time price of h or later"
 )
 
 

@@ -121,3 +121,18 @@ def test_gaps_split_segments_and_are_counted(summer: pd.DataFrame, forecast: pd.
     holed.loc["2024-08-10 00:00":"2024-08-10 05:00", "rt"] = np.nan
     r = run_backtest(holed, forecast, CASES[:1], CONS)[0]
     assert r.hours_skipped == 6 and r.hours_scored == 31 * 24 - 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("zone", ["LZ_WEST", "HB_WEST"])
+def test_full_series_capture_target(data_dir: Path, zone: str) -> None:
+    """Issue 5 target: at least 80 % of the perfect-foresight uplift, 2024-04 .. 2026-03."""
+    from forecasting.plan_backtest import backtest_prices
+
+    frame = load_ercot_hourly(ercot_file(data_dir), zone).frame()
+    start = pd.Timestamp("2024-04-01", tz=ERCOT_TZ).tz_convert("UTC")
+    cases = [BacktestCase(j, h) for j in (17.5, 25.0) for h in (0.04, 0.05)]
+    results, _ = backtest_prices(frame, cases, CONS, start, zone=zone)
+    for r in results:
+        assert r.hours_scored == 16_817
+        assert r.capture >= 0.80, (r.j_per_th, r.hashprice_usd_per_th_day, r.capture)
