@@ -253,8 +253,11 @@ def sim_cmd(
         ),
     ] = "antminer=4,whatsminer=2,braiins=1,avalon=1,luxos=1,cgminer=1,bitaxe=1",
     base_port: Annotated[
-        int, typer.Option("--base-port", help="First port (RPC ports, then HTTP/v3); 0 = any free.")
-    ] = 40000,
+        int,
+        typer.Option(
+            "--base-port", help="First port (RPC ports, then HTTP/v3); 0 = free ports 10000-32767."
+        ),
+    ] = 0,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     latency_ms: Annotated[
         float, typer.Option("--latency-ms", help="Delay before every reply.")

@@ -34,6 +34,24 @@ def size_mix(weights: Mapping[str, int], rigs: int | None) -> dict[str, int]:
     return {f: n for f, n in counts.items() if n}
 
 
+def raise_fd_limit(needed: int) -> None:
+    """Lift the soft open-files limit towards the hard one: every rig holds 1-2 listening sockets.
+
+    Raises OSError naming the shortfall when even the hard limit is too low.
+    """
+    try:
+        import resource
+    except ImportError:  # not on POSIX: nothing to lift
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        raise OSError(f"need {needed} open files for the simulator, hard limit is {hard}")
+
+
 async def serve(
     sim: Simulator,
     *,
@@ -42,6 +60,8 @@ async def serve(
     out: TextIO = sys.stdout,
 ) -> None:
     """Start, publish the manifest (file, else stdout), serve until SIGINT/SIGTERM or duration."""
+    # listening sockets, plus headroom for the connections being served
+    raise_fd_limit(2 * len(sim.rigs) + 1024)
     await sim.start()
     try:
         if manifest is not None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import random
+import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ HOSTNAMES = {
     "cgminer": "antMiner",
     "bitaxe": "bitaxe",
 }
+FREE_LOW, FREE_HIGH = 10000, 32768  # where "any free port" is looked for (see Simulator._bind)
 RPC_FAMILIES = frozenset({"antminer", "braiins", "whatsminer", "avalon", "luxos", "cgminer"})
 HTTP_FAMILIES = frozenset({"antminer", "bitaxe"})
 V3_FAMILIES = frozenset({"whatsminer"})
@@ -60,7 +63,7 @@ def parse_mix(text: str) -> dict[str, int]:
 
 
 class Simulator:
-    """Rigs of mixed families answering on 127.0.0.1. `base_port=0` lets the OS pick free ports."""
+    """Rigs of mixed families answering on 127.0.0.1; `base_port=0` picks free ports itself."""
 
     def __init__(
         self,
@@ -111,20 +114,46 @@ class Simulator:
                 )
             )
 
-    def _port(self) -> int:
-        if self.base_port == 0:
-            return 0
-        port = self._next_port
-        self._next_port += 1
-        return port
+    def _bind(self, sock: socket.socket) -> None:
+        """Bind to the next port: consecutive from `base_port`, or any free one when it is 0.
+
+        "Any free" scans 10000-32767 from a random start instead of asking the kernel for port
+        0: that range sits below Linux's ephemeral range, where bind(0) crawls once tens of
+        thousands of client sockets are in TIME_WAIT (a benchmark's aftermath).
+        """
+        if self.base_port:
+            port = self._next_port
+            self._next_port += 1
+            sock.bind((self.host, port))
+            return
+        if not self._next_port:
+            self._next_port = random.randrange(FREE_LOW, FREE_HIGH)
+        for _ in range(FREE_HIGH - FREE_LOW):
+            port = self._next_port
+            self._next_port = port + 1 if port + 1 < FREE_HIGH else FREE_LOW
+            try:
+                sock.bind((self.host, port))
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+        raise OSError(errno.EADDRINUSE, f"no free port left in {FREE_LOW}-{FREE_HIGH}")
 
     async def _serve(self, factory: Any) -> int:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            factory, self.host, self._port(), reuse_address=True, backlog=256
-        )
+        # A ready socket instead of host/port: create_server would run getaddrinfo in a worker
+        # thread for every one of thousands of servers.
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._bind(sock)
+            sock.listen(256)
+            sock.setblocking(False)
+            server = await asyncio.get_running_loop().create_server(factory, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         self._servers.append(server)
-        return int(server.sockets[0].getsockname()[1])
+        return int(sock.getsockname()[1])
 
     async def start(self) -> None:
         """Bind every rig's ports (RPC first, then HTTP and API v3 ports, in rig order)."""
