@@ -21,7 +21,10 @@ from miners.status import RigStatus
 
 logger = logging.getLogger(__name__)
 
-STATUS_COMMANDS = ["summary", "stats", "pools", "version"]
+READ_COMMANDS = ["summary", "stats", "pools"]
+# `version` only names model and firmware: read once, and again after a reboot (a new firmware
+# comes with one); every poll saves a connection, a quarter of the poll's sockets.
+STATUS_COMMANDS = [*READ_COMMANDS, "version"]
 IDENTITY_RETRY_S = 300.0  # a web server that refused us may be back (or the password fixed)
 SLEEP_REASON = "sleep mode (web conf bitmain-work-mode 1)"
 
@@ -53,12 +56,23 @@ class AntminerDriver(BaseDriver):
         self._identity: dict[str, Any] | None = None
         self._identity_at = 0.0
         self._sleep_hint = False
+        self._version_reply: dict[str, Any] | None = None
+        self._uptime_s = 0
 
     async def _read_status(self) -> RigStatus:
-        replies = await self.rpc_many(STATUS_COMMANDS, joined=self.multi_command is not False)
+        version = self._version_reply
+        commands = STATUS_COMMANDS if version is None else READ_COMMANDS
+        replies = await self.rpc_many(commands, joined=self.multi_command is not False)
         if self.multi_command is None:
             self.multi_command = bool(getattr(replies, "joined", False))
+        if version is None:
+            self._version_reply = replies.get("version")
+        else:
+            replies["version"] = version
         st = parsed_status(self.family, replies)
+        if version is not None and st.uptime_s is not None and st.uptime_s < self._uptime_s:
+            self._version_reply = None  # rebooted since: read the version again next poll
+        self._uptime_s = st.uptime_s or 0
         # The RPC cannot tell sleep from a stall; ask the web conf only when it matters.
         if (self._sleep_hint or st.state != "hashing") and await self._sleeping():
             st = parsed_status(self.family, replies, SLEEP_REASON)

@@ -196,10 +196,12 @@ class CountingRigServer:
         self.replies, self.delay_s = replies, delay_s
         self.open = 0
         self.max_open = 0
+        self.connections = 0
         self.servers: list[asyncio.Server] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open += 1
+        self.connections += 1
         self.max_open = max(self.max_open, self.open)
         try:
             request = json.loads((await reader.read(4096)).rstrip(b"\0"))
@@ -240,6 +242,10 @@ async def test_concurrency_is_bounded(miner_responses: Path) -> None:
         }
         poller = FleetPoller(targets, drivers=drivers, concurrency=4)
         statuses = await poller.poll_once(deadline_s=10.0)
+        before = server.connections
+        await poller.poll_once(deadline_s=10.0)
+        # a warm poll is summary, stats and pools: one connection each (version was read once)
+        assert server.connections - before == 3 * 24
     finally:
         await server.stop()
     assert server.max_open == 4  # the poller used its concurrency, and never more
