@@ -106,11 +106,11 @@ def segments(valid: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def _advance(state: GroupState, on: bool, new_day: bool) -> GroupState:
-    switches = 0 if new_day else state.switches_today
+def _advance(state: GroupState, on: bool) -> GroupState:
+    """The group's state after one more hour in ``on``."""
     if on == state.on:
-        return GroupState(on, min(state.hours_in_state + 1, 48), switches)
-    return GroupState(on, 1, switches + 1)
+        return GroupState(on, min(state.hours_in_state + 1, 48), state.switches_today)
+    return GroupState(on, 1, state.switches_today + 1)
 
 
 def rolling_plan(
@@ -142,7 +142,7 @@ def rolling_plan(
         sched = schedule_group(margin, day[h:horizon_end], free[:n], state, constraints)
         on = bool(sched[0])
         decisions[h - start] = on
-        state = _advance(state, on, False)
+        state = _advance(state, on)
     return decisions
 
 

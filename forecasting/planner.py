@@ -352,19 +352,3 @@ def stagger_actions(
         for g in groups:
             prev[g.name] = bool(schedules[g.name][t])
     return out
-
-
-def state_after(
-    schedule: np.ndarray, day_index: np.ndarray, before: GroupState, upto: int
-) -> GroupState:
-    """A group's state after the first ``upto`` hours of a schedule (for rolling re-plans)."""
-    state = before
-    for t in range(upto):
-        on = bool(schedule[t])
-        new_day = t > 0 and day_index[t] != day_index[t - 1]
-        switches = 0 if new_day else state.switches_today
-        if on == state.on:
-            state = GroupState(on, min(state.hours_in_state + 1, 48), switches)
-        else:
-            state = GroupState(on, 1, switches + 1)
-    return state
