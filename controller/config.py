@@ -237,6 +237,11 @@ class ElectricityConfig(_Strict):
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     prices_csv: Path | None = None
     entsoe_token: SecretRef | None = None
+    ercot_subscription_key: SecretRef | None = None
+    ercot_token: SecretRef | None = None
+    api_url: str | None = Field(
+        default=None, description="market API base URL (a mirror or test server)"
+    )
 
     @model_validator(mode="after")
     def _fixed_needs_price(self) -> ElectricityConfig:

@@ -17,13 +17,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from controller import jobs
 from controller.clock import AcceleratedClock, hour_floor
 from controller.config import FarmConfig
 from controller.daemon import serve
 from controller.gateway import Gateway
 from controller.paths import shared_data_dir
-from controller.planning import FramePriceFeed, PlanService, ercot_feed, synthetic_feed
+from controller.planning import (
+    FramePriceFeed,
+    PlanService,
+    attach_planning,
+    detach_planning,
+    ercot_feed,
+    synthetic_feed,
+)
 from controller.treasury_service import attach_treasury, detach_treasury
 from miners.sim.simulator import Simulator
 
@@ -193,17 +199,15 @@ async def run_demo(
             treasury=treasury,
         )
 
-        async def replan(gw: Gateway) -> None:
-            now = gw.clock.now()
-            plan = await asyncio.to_thread(planner.replan, now, gw.rigs, gw.state.statuses)
+        def on_plan(plan: Any) -> None:
             state.plans += 1
             state.plan = plan
-            hour = hour_floor(now)
+            hour = hour_floor(clock.now())
             state.hashing_now = sum(
                 len(g.rigs) for g in plan.groups if plan.desired(g.name, hour) is not False
             )
 
-        jobs.register_job_body("replan", replan)
+        attach_planning(gateway, planner, on_plan=on_plan)
         stop = asyncio.Event()
 
         async def drive(gw: Gateway) -> None:
@@ -224,7 +228,7 @@ async def run_demo(
                 config, base_dir=out, clock=clock, stop=stop, gateway=gateway, on_started=drive
             )
         finally:
-            jobs.unregister_job_body("replan")
+            detach_planning()
             detach_treasury()
         result = DemoResult(
             out=out,

@@ -7,14 +7,15 @@ stored as desired state per rig and hour (`plan_slot`), which the reconcile job 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,9 @@ from forecasting.plan_types import GroupState, HashingPlan, PlanConstraints, Rig
 from forecasting.planner import plan_hours
 from forecasting.rt_forecast import RtForecaster, horizon_forecast, rt_features
 from miners.status import RigStatus
+
+if TYPE_CHECKING:
+    from controller.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,8 @@ def known_slice(frame: pd.DataFrame, now: datetime, timezone: str) -> pd.DataFra
     hour = pd.Timestamp(hour_floor(now))
     local = hour.tz_convert(timezone)
     days_ahead = 2 if local.hour >= DA_PUBLISH_LOCAL_HOUR else 1
-    da_end = (local.normalize() + pd.Timedelta(days=days_ahead)).tz_convert("UTC")
+    # Calendar days, not 24-hour steps: a 25-hour autumn day still ends at local midnight.
+    da_end = (local.normalize() + pd.DateOffset(days=days_ahead)).tz_convert("UTC")
     out = frame.loc[frame.index < da_end, ["da", "rt"]].copy()
     out.loc[out.index >= hour, "rt"] = np.nan
     return out
@@ -194,7 +199,33 @@ class PlanService:
         return int(history.sum())
 
     def forecast(self, now: datetime) -> pd.DataFrame:
-        """p10/p50/p90 per hour from the current hour to the last published day-ahead hour."""
+        """p10/p50/p90 per hour from the current hour to the last published day-ahead hour.
+
+        The tariff decides what is uncertain: a real-time site forecasts RT from DA and recent
+        RT; a day-ahead site pays the published DA price (no spread); a fixed tariff is flat.
+        """
+        electricity = self.config.electricity
+        if electricity.tariff == "fixed":
+            assert electricity.fixed_price_per_mwh is not None
+            hours = pd.date_range(
+                pd.Timestamp(hour_floor(now)), periods=self.config.planner.horizon_hours, freq="h"
+            )
+            price = electricity.fixed_price_per_mwh + electricity.adder_per_mwh
+            return pd.DataFrame({"p10": price, "p50": price, "p90": price}, index=hours)
+        if electricity.tariff == "day_ahead":
+            frame = self.feed.known(now)
+            hour = pd.Timestamp(hour_floor(now))
+            da = (
+                frame.loc[frame.index >= hour, "da"]
+                .dropna()
+                .iloc[: self.config.planner.horizon_hours]
+            )
+            if da.empty or da.index[0] != hour:
+                raise PlanningError(
+                    f"no day-ahead price for {hour.isoformat()} in zone {self.feed.zone}"
+                )
+            da = da + electricity.adder_per_mwh
+            return pd.DataFrame({"p10": da, "p50": da, "p90": da})
         if self.model is None or self.fitted_at is None or now - self.fitted_at > timedelta(days=1):
             self.refit(now)
         assert self.model is not None
@@ -208,7 +239,7 @@ class PlanService:
         one_step = self.model.predict(features.loc[[hour]]).iloc[0]
         ahead = frame.loc[frame.index >= hour, "da"].dropna()
         horizon = ahead.iloc[: self.config.planner.horizon_hours]
-        return horizon_forecast(one_step, horizon)
+        return horizon_forecast(one_step, horizon) + electricity.adder_per_mwh
 
     def replan(
         self,
@@ -278,3 +309,60 @@ def _group_state(session: Session, group: RigGroup, now: datetime) -> GroupState
     today = history[: first.hour]  # hours since UTC midnight (a day's budget is approximate)
     switches = sum(1 for a, b in itertools.pairwise(today) if a != b)
     return GroupState(on=on, hours_in_state=max(1, run), switches_today=switches)
+
+
+def attach_planning(
+    gateway: Gateway,
+    planner: PlanService,
+    *,
+    ingest: Callable[[datetime], int] | None = None,
+    on_plan: Callable[[HashingPlan], None] | None = None,
+) -> None:
+    """Register the gateway's price, refit and replan jobs around one `PlanService`.
+
+    New prices trigger a replan at once (besides the hourly one); each plan updates the plan
+    metric and is handed to `on_plan` (the MQTT bridge, the demo's view).
+    """
+    from controller import jobs
+
+    async def replan(gw: Gateway) -> None:
+        now = gw.clock.now()
+        plan = await asyncio.to_thread(planner.replan, now, gw.rigs, gw.state.statuses)
+        hour = hour_floor(now)
+        site_of = {r.name: r.site for r in gw.rigs}
+        hashing: dict[str, int] = {}
+        for group in plan.groups:
+            if plan.desired(group.name, hour) is not False:
+                for rig in group.rigs:
+                    hashing[site_of[rig]] = hashing.get(site_of[rig], 0) + 1
+        gw.metrics.observe_plan(sorted(hashing.items()))
+        if planner.last_forecast is not None and len(planner.last_forecast):
+            gw.metrics.price.labels(planner.feed.zone, "forecast_p50").set(
+                float(planner.last_forecast["p50"].iloc[0])
+            )
+        gw.metrics.hashprice.set(planner.hashprice)
+        if on_plan is not None:
+            on_plan(plan)
+
+    async def refit(gw: Gateway) -> None:
+        await asyncio.to_thread(planner.refit, gw.clock.now())
+
+    jobs.register_job_body("replan", replan)
+    jobs.register_job_body("refit", refit)
+    if ingest is not None:
+        ingest_fn = ingest
+
+        async def prices(gw: Gateway) -> None:
+            written = await asyncio.to_thread(ingest_fn, gw.clock.now())
+            if written:
+                await replan(gw)
+
+        jobs.register_job_body("prices", prices)
+
+
+def detach_planning() -> None:
+    """Unregister the planning jobs (tests and the demo run several gateways in one process)."""
+    from controller import jobs
+
+    for name in ("replan", "refit", "prices"):
+        jobs.unregister_job_body(name)
