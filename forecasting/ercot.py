@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from forecasting.prices import (
     PriceDataError,
     PriceKind,
     PriceSeries,
+    check_fresh,
     local_day_hours,
     validate_hourly,
 )
@@ -305,6 +306,21 @@ class ErcotPublicApi:
             },
         )
         return dam_rows_to_series(rows, zone, source=f"{self.base_url}/{DAM_SPP_REPORT}")
+
+    def latest_real_time(
+        self, zone: str, now: datetime, max_age: timedelta = timedelta(hours=2)
+    ) -> PriceSeries:
+        """Real-time hourly prices of today and yesterday (local) for a re-plan at ``now``.
+
+        Raises :class:`~forecasting.prices.StaleDataError` when the newest complete hour started
+        more than ``max_age`` before ``now``: a re-plan must not run on old prices.
+        """
+        if now.tzinfo is None:
+            raise ErcotReportError("latest_real_time needs a tz-aware 'now'")
+        today = pd.Timestamp(now).tz_convert(ERCOT_TZ).date()
+        series = self.real_time(zone, today - timedelta(days=1), today)
+        check_fresh(series, now, max_age)
+        return series
 
     def real_time(self, zone: str, start: date, end: date) -> PriceSeries:
         """RTM 15-minute settlement point prices (NP6-905-CD), averaged to hourly, for one zone."""

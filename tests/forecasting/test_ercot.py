@@ -267,3 +267,21 @@ def test_api_malformed_reply_is_named(api_server: tuple[str, _Api]) -> None:
     ]
     with pytest.raises(ErcotReportError, match="data row 0"):
         ErcotPublicApi(base).day_ahead("LZ_WEST", date(2024, 11, 3), date(2024, 11, 3))
+
+
+def test_api_latest_real_time_refuses_stale_prices(api_server: tuple[str, _Api]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from forecasting.prices import StaleDataError
+
+    base, state = api_server
+    api = ErcotPublicApi(base)
+    # newest complete hour in the reply: HE 3 = 08:00 UTC on 2024-11-03
+    fresh = api.latest_real_time("LZ_WEST", datetime(2024, 11, 3, 9, 30, tzinfo=UTC))
+    assert fresh.prices.dropna().index[-1] == pd.Timestamp("2024-11-03 08:00", tz="UTC")
+    _, query, _ = state.requests[-1]
+    assert query["deliveryDateFrom"] == ["2024-11-02"] and query["deliveryDateTo"] == ["2024-11-03"]
+    with pytest.raises(StaleDataError, match="LZ_WEST"):
+        api.latest_real_time(
+            "LZ_WEST", datetime(2024, 11, 3, 14, 0, tzinfo=UTC), max_age=timedelta(hours=2)
+        )
