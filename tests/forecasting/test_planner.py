@@ -181,3 +181,54 @@ def test_bad_forecasts_are_named() -> None:
         plan_hours(_forecast(np.ones(2)).drop(columns="p90"), HASHPRICE, [NEW])
     with pytest.raises(PlanError, match="J/TH"):
         RigGroup("bad", 0.0, 1.0)
+
+
+def _value_if_feasible(
+    on: list[bool], margin: np.ndarray, days: np.ndarray, state: GroupState, cons: PlanConstraints
+) -> float | None:
+    """Value of a schedule under the constraints, or None when it breaks one."""
+    cur, run, used, value = state.on, state.hours_in_state, state.switches_today, 0.0
+    for t in range(len(on)):
+        if t > 0 and days[t] != days[t - 1]:
+            used = 0
+        if on[t] != cur:
+            need = cons.min_on_hours if cur else cons.min_off_hours
+            if run < need or used >= cons.max_switches_per_day:
+                return None
+            cur, run, used = on[t], 1, used + 1
+            value -= cons.switch_cost_usd_per_mw
+        else:
+            run += 1
+        value += margin[t] if on[t] else 0.0
+    return value
+
+
+def _brute_force_best(
+    margin: np.ndarray, days: np.ndarray, state: GroupState, cons: PlanConstraints
+) -> float:
+    """Best value over every feasible on/off schedule, by enumeration."""
+    n = len(margin)
+    values = (
+        _value_if_feasible([(mask >> t) & 1 == 1 for t in range(n)], margin, days, state, cons)
+        for mask in range(1 << n)
+    )
+    return max(v for v in values if v is not None)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_dynamic_programme_is_optimal_against_enumeration(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 11
+    margin = rng.normal(0, 30, n).round(2)
+    days = np.array([0] * 5 + [1] * 6)
+    cons = PlanConstraints(
+        min_on_hours=int(rng.integers(1, 4)),
+        min_off_hours=int(rng.integers(1, 4)),
+        switch_cost_usd_per_mw=float(rng.choice([0.0, 5.0, 20.0])),
+        max_switches_per_day=int(rng.integers(1, 5)),
+    )
+    state = GroupState(bool(rng.integers(0, 2)), int(rng.integers(1, 4)), int(rng.integers(0, 2)))
+    on = schedule_group(margin, days, np.full(n, -1, dtype=np.int8), state, cons)
+    value = _value_if_feasible([bool(x) for x in on], margin, days, state, cons)
+    assert value is not None, "the planned schedule breaks a constraint"
+    assert value == pytest.approx(_brute_force_best(margin, days, state, cons), abs=1e-6)
