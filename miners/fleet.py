@@ -225,6 +225,14 @@ class FleetPoller:
         """The driver for a target once it has been identified."""
         return self._drivers.get(target)
 
+    def drivers_by_rig(self) -> dict[str, RigDriver]:
+        """Driver of every rig read at least once, by rig key (MAC): what remediation takes."""
+        return {
+            key: driver
+            for target, key in self._key_by_target.items()
+            if (driver := self._drivers.get(target)) is not None
+        }
+
     def _remember(self, target: Target, status: RigStatus) -> None:
         key = rig_key(status)
         old_target = self._target_by_key.get(key)

@@ -52,8 +52,7 @@ async def test_ladder_restart_then_reboot_then_notify_on_a_simulated_rig() -> No
         async def round_at(minutes: float) -> list[tuple[str, str]]:
             statuses = await poller.poll_once(deadline_s=5.0)
             monitor.evaluate(statuses, at(minutes))
-            by_mac = {s.mac: poller.driver(Target(s.ip or "", s.port or 0)) for s in statuses}
-            records = await remediator.step(monitor.active(), by_mac, at(minutes))  # type: ignore[arg-type]
+            records = await remediator.step(monitor.active(), poller.drivers_by_rig(), at(minutes))
             return [(r.action.step, r.outcome) for r in records]
 
         assert await round_at(0) == []  # condition seen, not yet sustained
