@@ -190,6 +190,7 @@ class FleetPoller:
         driver_factory: DriverFactory | None = None,
         concurrency: int = 256,
         rig_timeout_s: float = 5.0,
+        redetect_s: float = 60.0,
         clock: Clock | None = None,
     ) -> None:
         if concurrency < 1:
@@ -199,6 +200,10 @@ class FleetPoller:
         self.targets: list[Target] = list(dict.fromkeys(targets))
         self._drivers: dict[Target, RigDriver] = dict(drivers or {})
         self._factory = driver_factory or _default_driver_factory
+        # An address where nothing we know answered is not probed again for `redetect_s`:
+        # a CIDR target is mostly empty addresses, and each probe costs a timeout.
+        self.redetect_s = redetect_s
+        self._undetected: dict[Target, float] = {}  # target -> monotonic time of the failure
         self.concurrency = concurrency
         self.rig_timeout_s = rig_timeout_s
         self._clock: Clock = clock or (lambda: datetime.now(UTC))
@@ -264,7 +269,16 @@ class FleetPoller:
             async with asyncio.timeout(timeout):
                 driver = self._drivers.get(target)
                 if driver is None:
-                    driver = await self._factory(target.host, target.port)
+                    failed_at = self._undetected.get(target)
+                    if failed_at is not None and time.monotonic() - failed_at < self.redetect_s:
+                        wait = self.redetect_s - (time.monotonic() - failed_at)
+                        return self._offline(target, f"not identified; next try in {wait:.0f} s")
+                    try:
+                        driver = await self._factory(target.host, target.port)
+                    except BaseException:  # refused, unknown firmware, or cut by the timeout
+                        self._undetected[target] = time.monotonic()
+                        raise
+                    self._undetected.pop(target, None)
                     self._drivers[target] = driver
                 status = await driver.status()
         except TimeoutError:

@@ -260,3 +260,23 @@ def test_poller_rejects_bad_settings() -> None:
         FleetPoller([], concurrency=0)
     with pytest.raises(ValueError, match="rig_timeout_s"):
         FleetPoller([], rig_timeout_s=0)
+
+
+async def test_default_detection_and_backoff_for_addresses_without_a_rig() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    closed = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    async with Simulator({"cgminer": 1, "braiins": 1}) as sim:
+        targets = [Target("127.0.0.1", r.port or 0) for r in sim.rigs]
+        targets.append(Target("127.0.0.1", closed))
+        # no drivers given: the default factory detects each family (miners.detect.make_driver)
+        poller = FleetPoller(targets, rig_timeout_s=3.0, redetect_s=60.0)
+        first = await poller.poll_once(deadline_s=5.0)
+        assert [s.family for s in first[:2]] == ["cgminer", "braiins"]
+        assert [s.state for s in first[:2]] == ["hashing", "hashing"]
+        assert first[2].state == "offline" and "no known firmware" in (first[2].state_reason or "")
+        second = await poller.poll_once(deadline_s=5.0)
+    # the empty address is not probed again for a minute
+    assert second[2].state_reason == "not identified; next try in 60 s"
+    assert [s.state for s in second[:2]] == ["hashing", "hashing"]
