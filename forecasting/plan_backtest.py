@@ -40,6 +40,11 @@ INFORMATION = (
     "published before h (next day's after 14:00 local), and a forecaster refit (default every 3 "
     "months) on earlier hours only; never the real-time price of h or later"
 )
+INFORMATION_DAY_AHEAD = (
+    "day-ahead tariff: the price of hour h is published the day before (14:00 local), so the "
+    "plan knows it; only the planning horizon (prices published so far) and the constraints "
+    "separate it from perfect foresight"
+)
 
 
 @dataclass(frozen=True)

@@ -207,8 +207,10 @@ def _load_prices(
     price_col: str,
     da_col: str | None,
     timezone: str,
+    fx: float = 1.0,
 ) -> tuple[Any, str, bool]:
-    """(frame with da/rt columns, time zone, real_time?) for `ercot` or a price file."""
+    """(frame with da/rt columns in USD, time zone, real_time?) for `ercot`, `epftoolbox:<M>`
+    (a day-ahead tariff) or a CSV price file; ``fx`` converts file prices to USD."""
     import pandas as pd
 
     from forecasting.ercot import ERCOT_TZ, ercot_file, load_ercot_hourly
@@ -217,16 +219,29 @@ def _load_prices(
     try:
         if prices.lower() == "ercot":
             return load_ercot_hourly(ercot_file(_data_dir()), zone).frame(), ERCOT_TZ, True
+        if prices.lower().startswith("epftoolbox:"):
+            from forecasting.prices import epftoolbox_path, load_epftoolbox
+
+            market = prices.split(":", 1)[1].upper()
+            series = load_epftoolbox(epftoolbox_path(_data_dir(), market), market)
+            price = series.to_price_series().prices * fx
+            return pd.DataFrame({"da": price, "rt": price}), series.timezone, False
         path = Path(prices)
         if not path.is_file():
             _fail(f"--prices must be 'ercot' or a CSV file; {prices!r} is neither")
-        rt = load_csv(
-            path, timestamp_col=timestamp_col, price_col=price_col, tz=timezone, gaps="keep"
-        ).prices
-        if da_col:
-            da = load_csv(
-                path, timestamp_col=timestamp_col, price_col=da_col, tz=timezone, gaps="keep"
+        rt = (
+            fx
+            * load_csv(
+                path, timestamp_col=timestamp_col, price_col=price_col, tz=timezone, gaps="keep"
             ).prices
+        )
+        if da_col:
+            da = (
+                fx
+                * load_csv(
+                    path, timestamp_col=timestamp_col, price_col=da_col, tz=timezone, gaps="keep"
+                ).prices
+            )
             return pd.DataFrame({"da": da, "rt": rt}), timezone, True
         return pd.DataFrame({"da": rt, "rt": rt}), timezone, False
     except (PriceDataError, OSError) as exc:
@@ -236,7 +251,9 @@ def _load_prices(
 
 @plan_app.command("backtest")
 def backtest(
-    prices: Annotated[str, typer.Option("--prices", help="'ercot' or a CSV price file")] = "ercot",
+    prices: Annotated[
+        str, typer.Option("--prices", help="'ercot', 'epftoolbox:DE' (NP/BE/FR/DE) or a CSV file")
+    ] = "ercot",
     zone: Annotated[
         list[str] | None, typer.Option("--zone", help="ERCOT hub/zone, repeatable")
     ] = None,
@@ -261,6 +278,9 @@ def backtest(
         str | None, typer.Option(help="file: day-ahead column (then the price is real-time)")
     ] = None,
     timezone: Annotated[str, typer.Option(help="file: market time zone")] = "UTC",
+    fx: Annotated[
+        float, typer.Option(help="USD per unit of the file's currency (hashprice is in USD)")
+    ] = 1.0,
     plot: Annotated[Path | None, typer.Option(help="PNG: plan over prices, busiest week")] = None,
     baselines: Annotated[
         bool, typer.Option(help="also score day-ahead and last-hour real-time decisions")
@@ -272,6 +292,7 @@ def backtest(
 
     from forecasting.plan_backtest import (
         INFORMATION,
+        INFORMATION_DAY_AHEAD,
         BacktestCase,
         backtest_prices,
         baseline_forecasts,
@@ -282,8 +303,11 @@ def backtest(
     from forecasting.rt_forecast import RtForecastError
 
     zones = zone or ["LZ_WEST"]
-    if prices.lower() != "ercot":
-        zones = zones[:1]
+    if prices.lower().startswith("epftoolbox:"):
+        zones = [prices.split(":", 1)[1].upper()]
+    elif prices.lower() != "ercot":
+        zones = [Path(prices).name.split(".")[0]]
+    information = INFORMATION
     cases = [
         BacktestCase(j, h)
         for j in (jth or list(DEFAULT_JTH))
@@ -291,7 +315,9 @@ def backtest(
     ]
     report: list[dict[str, Any]] = []
     for z in zones:
-        frame, tz, real_time = _load_prices(prices, z, timestamp_col, price_col, da_col, timezone)
+        frame, tz, real_time = _load_prices(
+            prices, z, timestamp_col, price_col, da_col, timezone, fx
+        )
         try:
             constraints = PlanConstraints(
                 min_on_hours=min_on,
@@ -314,6 +340,8 @@ def backtest(
         except (PlanError, RtForecastError, ValueError) as exc:
             _fail(f"{z}: {exc}")
             return
+        if not real_time:
+            information = INFORMATION_DAY_AHEAD
         for r in results:
             report.append({**r.as_dict(), "decision": "plan"})
         if baselines and real_time:
@@ -338,9 +366,9 @@ def backtest(
             {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
             for row in report
         ]
-        typer.echo(json.dumps({"information": INFORMATION, "results": clean}, indent=2))
+        typer.echo(json.dumps({"information": information, "results": clean}, indent=2))
         return
-    _print_backtest(report, INFORMATION)
+    _print_backtest(report, information)
 
 
 def _print_backtest(report: list[dict[str, Any]], information: str) -> None:

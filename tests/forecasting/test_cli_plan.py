@@ -110,3 +110,19 @@ def test_plan_show_on_spike_day(data_dir: Path, tmp_path: Path) -> None:
     assert at_21["17.5J/TH"] is True and at_21["30.5J/TH"] is False  # 88.5 USD/MWh at 21:00
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert any(a["action"] == "curtail" for a in out["actions"])
+
+
+def test_plan_backtest_epftoolbox_day_ahead_market(data_dir: Path) -> None:
+    """EPEX-DE (EUR, converted at --fx): a day-ahead tariff, DST-correct via the epftoolbox loader."""
+    args = ["plan", "backtest", "--prices", "epftoolbox:DE", "--fx", "1.1", "--start",
+            "2017-11-01", "--jth", "25", "--hashprice", "0.03", "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert "day-ahead tariff" in out["information"]
+    (r,) = out["results"]
+    assert r["zone"] == "DE"
+    # Nov-Dec 2017: 61 local days of 24 hours (no DST change in that span)
+    assert r["hours_scored"] + r["hours_skipped"] == 61 * 24
+    assert r["perfect_hours_curtailed"] > 0
+    assert r["capture"] == pytest.approx(1.0, abs=0.02)
