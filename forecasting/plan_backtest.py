@@ -88,8 +88,10 @@ def da_known_until(hours: pd.DatetimeIndex, timezone: str) -> np.ndarray:
     local = hours.tz_convert(timezone)
     day_start = local.normalize()
     plus_days = np.where(local.hour >= DA_PUBLISH_LOCAL_HOUR, 2, 1)
+    # Calendar days (DateOffset), not 24-hour steps: on the 25-hour autumn day a 24-hour step
+    # lands at 23:00 of the same day and normalizing it would lose the whole next day.
     ends = [
-        (d + pd.Timedelta(days=int(k))).normalize().tz_convert("UTC")
+        (d + pd.DateOffset(days=int(k))).tz_convert("UTC")
         for d, k in zip(day_start, plus_days, strict=True)
     ]
     positions = hours.searchsorted(pd.DatetimeIndex(ends), side="left")

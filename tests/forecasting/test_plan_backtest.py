@@ -136,3 +136,21 @@ def test_full_series_capture_target(data_dir: Path, zone: str) -> None:
     for r in results:
         assert r.hours_scored == 16_817
         assert r.capture >= 0.80, (r.j_per_th, r.hashprice_usd_per_th_day, r.capture)
+
+
+def test_day_ahead_horizon_spans_the_25_hour_autumn_day() -> None:
+    """On 2024-11-03 (25 hours in Texas) the published day-ahead horizon still ends at local
+    midnight: before 14:00 the same day's end, after 14:00 the next day's end."""
+    from forecasting.plan_backtest import da_known_until
+
+    hours = pd.date_range("2024-11-02 05:00", periods=80, freq="h", tz="UTC")
+    known = da_known_until(hours, "America/Chicago")
+    at = {str(h): hours[k] if k < len(hours) else None for h, k in zip(hours, known, strict=True)}
+    # 15:00 CDT on Nov 2: Nov 3 (25 h) is published, ending at Nov 4 00:00 CST = 06:00 UTC.
+    assert at["2024-11-02 20:00:00+00:00"] == pd.Timestamp("2024-11-04 06:00", tz="UTC")
+    # 00:00 CDT on Nov 3 (before 14:00): the same 25-hour day.
+    assert at["2024-11-03 05:00:00+00:00"] == pd.Timestamp("2024-11-04 06:00", tz="UTC")
+    # 14:00 CST on Nov 3: Nov 4 is out too.
+    assert at["2024-11-03 20:00:00+00:00"] is None or at[
+        "2024-11-03 20:00:00+00:00"
+    ] > pd.Timestamp("2024-11-04 06:00", tz="UTC")
