@@ -66,11 +66,12 @@ def simulator_processes(count: int, latency_ms: float, processes: int = 1) -> It
             proc.start()
             procs.append(proc)
             paths.append(path)
-        deadline = time.monotonic() + 300
-        while not all(os.path.exists(p) for p in paths):
-            if time.monotonic() > deadline or any(not p.is_alive() for p in procs):
-                raise RuntimeError("simulator process did not start (see its stderr)")
-            time.sleep(0.2)
+            # one at a time: two processes picking free ports at once can both bind one
+            deadline = time.monotonic() + 300
+            while not os.path.exists(path):
+                if time.monotonic() > deadline or not proc.is_alive():
+                    raise RuntimeError("simulator process did not start (see its stderr)")
+                time.sleep(0.2)
         rigs: list[dict] = []
         for path in paths:
             rigs.extend(json.loads(Path(path).read_text())["rigs"])
