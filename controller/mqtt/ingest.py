@@ -93,7 +93,9 @@ class TelemetryIngest:
         max_wait_s: float = 0.05,
         queue_max: int = 20_000,
         on_rows: Callable[[Sequence[Row]], None] | None = None,
+        shared_group: str | None = None,
     ) -> None:
+        """`shared_group` subscribes as `$share/<group>/...` so several ingests split the load."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.engine = engine
@@ -108,7 +110,12 @@ class TelemetryIngest:
         self._thread: threading.Thread | None = None
         self.mqtt = MqttClient(settings, manual_ack=True)
         self.mqtt.add_connect_listener(self._on_connect)
-        self.mqtt.subscribe(self.topics.filter("telemetry", site), self._on_message, qos=1)
+        topic_filter = self.topics.filter("telemetry", site)
+        if shared_group is not None:
+            # MQTT 5 shared subscription: the broker spreads messages over every ingest of the
+            # group (several processes when one cannot keep up)
+            topic_filter = f"$share/{shared_group}/{topic_filter}"
+        self.mqtt.subscribe(topic_filter, self._on_message, qos=1)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
