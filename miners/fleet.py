@@ -329,13 +329,15 @@ class FleetPoller:
         ]
         deadline_hit = False
         if workers:
-            # Backstop: a driver swallowing cancellation must not hold the fleet past the deadline.
-            _done, pending = await asyncio.wait(workers, timeout=deadline_s + 1.0)
+            # Backstop: per-rig timeouts end at the deadline, but on a CPU-starved loop they
+            # fire late; whatever still runs then is cancelled and its rig marked offline.
+            left = max(0.0, deadline - loop.time())
+            _done, pending = await asyncio.wait(workers, timeout=left + 0.05)
             for task in pending:
                 deadline_hit = True
                 task.cancel()
             if pending:
-                await asyncio.wait(pending, timeout=1.0)
+                await asyncio.wait(pending, timeout=0.5)
         out: list[RigStatus] = []
         for index, target in enumerate(self.targets):
             status = results[index]
