@@ -161,7 +161,7 @@ async def test_bulk_actions_are_staggered_in_batches() -> None:
     batches = [[0, 1, 2], [3, 4, 5], [6]]
     for n, batch in enumerate(batches):
         times = [offsets[i] for i in batch]
-        assert max(times) - min(times) < 0.05  # a batch goes out together
+        assert max(times) - min(times) < 0.15  # a batch goes out together
         if n:
             gap = min(times) - max(offsets[i] for i in batches[n - 1])
             assert gap >= 0.25  # and waits the delay after the previous one
