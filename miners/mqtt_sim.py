@@ -23,6 +23,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from miners.meters import MeterConfig
 from miners.mqtt_driver import DEFAULT_PREFIX, RigTopics
 
 logger = logging.getLogger(__name__)
@@ -436,6 +437,8 @@ class SimMqttFarm:
 
     rigs: list[SimMqttRig] = field(default_factory=list)
     meters: list[_SimMeter] = field(default_factory=list)
+    # what the controller should be told about the meters (MeterBook input)
+    meter_configs: list[MeterConfig] = field(default_factory=list)
 
     def start(self) -> None:
         """Start every device."""
@@ -453,11 +456,15 @@ class SimMqttFarm:
 
 
 def demo_farm(
-    endpoint: SimEndpoint, site: str = "demo", rigs: int = 3, interval_s: float = 2.0
+    endpoint: SimEndpoint,
+    site: str = "demo",
+    rigs: int = 3,
+    interval_s: float = 2.0,
+    rack: str = "mqtt-rack",
 ) -> SimMqttFarm:
-    """The demo's MQTT corner: `rigs` agents on rack `mqtt-rack`, a Tasmota meter on the first
-    rig (scope rig) and a Shelly on the whole rack (scope rack). Meter ids: `tasmota-rig1`,
-    `shellypro1pm-rack1`; rig ids `mqtt-rig-1..n`."""
+    """The demo's MQTT corner: `rigs` agents (`mqtt-rig-1..n`) on rack `rack`, a Tasmota meter
+    `tasmota-rig1` on the first rig (scope rig) and a Shelly `shellypro1pm-rack1` on the rack
+    (scope rack); `meter_configs` says so for the controller's `MeterBook`."""
     sims = [
         SimMqttRig(
             endpoint,
@@ -470,7 +477,12 @@ def demo_farm(
         for i in range(rigs)
     ]
     meters: list[_SimMeter] = []
+    configs: list[MeterConfig] = []
     if sims:
+        configs = [
+            MeterConfig("tasmota-rig1", "tasmota", "rig", sims[0].rig),
+            MeterConfig("shellypro1pm-rack1", "shelly", "rack", rack),
+        ]
         meters.append(
             SimTasmotaMeter(endpoint, "tasmota-rig1", [sims[0].power_w], interval_s=interval_s)
         )
@@ -479,4 +491,4 @@ def demo_farm(
                 endpoint, "shellypro1pm-rack1", [r.power_w for r in sims], interval_s=interval_s
             )
         )
-    return SimMqttFarm(sims, meters)
+    return SimMqttFarm(sims, meters, configs)

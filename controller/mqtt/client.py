@@ -13,13 +13,16 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+if TYPE_CHECKING:
+    from controller.config import MqttConfig
 
 logger = logging.getLogger(__name__)
 
@@ -388,3 +391,25 @@ def message_id(msg: paho.MQTTMessage, payload: dict[str, Any] | None = None) -> 
         if isinstance(value, str | int) and not isinstance(value, bool):
             return str(value)
     return None
+
+
+def settings_from_config(config: MqttConfig, *, client_id_suffix: str = "") -> MqttSettings:
+    """`MqttSettings` from the `[mqtt]` config section; the password is resolved now.
+
+    Each connection of one gateway needs its own stable client id: pass a suffix
+    (`"-ingest"`, `"-rigs"`) for every connection after the first.
+    """
+    password = None
+    if config.password is not None:
+        # resolve() raises SecretRefError naming the env var or file, never the value
+        password = config.password.resolve().get_secret_value()
+    return MqttSettings(
+        host=config.host,
+        port=config.port,
+        client_id=f"{config.client_id}{client_id_suffix}",
+        username=config.username,
+        password=password,
+        tls=config.tls,
+        ca_file=str(config.ca_file) if config.ca_file else None,
+        session_expiry_s=config.session_expiry_s,
+    )

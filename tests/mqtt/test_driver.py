@@ -229,3 +229,71 @@ def test_silent_rig_goes_offline_and_bad_messages_are_dropped(mosquitto: Mosquit
     finally:
         sim.stop()
         client.stop()
+
+
+def test_settings_from_the_config_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    from controller.config import MqttConfig, SecretRefError
+    from controller.mqtt.client import settings_from_config
+
+    monkeypatch.setenv("FARMCTL_TEST_MQTT_PASSWORD", "s3cret-value")
+    config = MqttConfig(
+        host="10.0.0.2",
+        port=8883,
+        client_id="gw-site-a",
+        username="farmctl-controller",
+        password={"env": "FARMCTL_TEST_MQTT_PASSWORD"},
+        tls=True,
+        ca_file="/etc/ca.crt",
+        session_expiry_s=3600,
+    )
+    settings = settings_from_config(config, client_id_suffix="-ingest")
+    assert (settings.host, settings.port, settings.client_id) == (
+        "10.0.0.2",
+        8883,
+        "gw-site-a-ingest",
+    )
+    assert (
+        settings.password == "s3cret-value" and settings.tls and settings.ca_file == "/etc/ca.crt"
+    )
+    assert settings.session_expiry_s == 3600
+    assert "s3cret-value" not in repr(settings)
+    monkeypatch.delenv("FARMCTL_TEST_MQTT_PASSWORD")
+    with pytest.raises(SecretRefError, match="FARMCTL_TEST_MQTT_PASSWORD is not set"):
+        settings_from_config(config)
+
+
+def test_demo_farm_rigs_and_meters_end_to_end(mosquitto: MosquittoBroker) -> None:
+    from miners.meters import MeterBook, RigPlacement, apply_power, resolve_power
+    from miners.mqtt_sim import demo_farm
+
+    farm = demo_farm(SimEndpoint(port=mosquitto.port), site="demo", rigs=3, interval_s=0.1)
+    client = MqttClient(settings_for(mosquitto.port, "controller-demo"))
+    hub = MqttRigHub(client)
+    book = MeterBook(farm.meter_configs)
+    book.subscribe(client)
+    client.start()
+    client.wait_ready()
+    farm.start()
+    try:
+        names = ["mqtt-rig-1", "mqtt-rig-2", "mqtt-rig-3"]
+        wait_for(lambda: all(hub.telemetry("demo", n) for n in names), what="three rigs")
+        wait_for(
+            lambda: (
+                book.fresh_reading("tasmota-rig1", 5)
+                and book.fresh_reading("shellypro1pm-rack1", 5)
+            ),
+            what="both meters",
+        )
+        statuses = {n: hub.status("demo", n) for n in names}
+        placements = {n: RigPlacement(rack="mqtt-rack", nameplate_w=3050.0) for n in names}
+        resolved = resolve_power(statuses, placements, book, silence_s=5)
+        assert {r.source for r in resolved.values()} == {"meter"}
+        assert resolved["mqtt-rig-1"].meter_id == "tasmota-rig1"
+        # Tasmota: the rig's ~3050 W plus 2 % overhead, as whole watts
+        assert 0.99 * 3050 * 1.02 <= (resolved["mqtt-rig-1"].power_w or 0) <= 1.01 * 3050 * 1.02 + 1
+        assert resolved["mqtt-rig-2"].meter_id == "shellypro1pm-rack1"
+        status = apply_power(statuses["mqtt-rig-2"], resolved["mqtt-rig-2"])
+        assert status.power_source == "meter" and status.efficiency_jth is not None
+    finally:
+        farm.stop()
+        client.stop()
