@@ -220,7 +220,10 @@ def test_operator_commands_validated_executed_once_and_acked(
     switch = [c for c in recorder.commands if c.id.startswith("ha-")]
     assert len(switch) == 1 and switch[0].action == "curtail" and switch[0].target.site == "site-a"
     assert len(recorder.commands) == 4
-    assert bridge.rejected == 6  # op-4, op-5, op-6, non-JSON, oversized, MAYBE
+    wait_for(
+        lambda: bridge.rejected == 6,
+        what="6 rejections: op-4, op-5, op-6, non-JSON, oversized, MAYBE",
+    )
     assert bridge.seen.duplicates == 1
     wait_for(lambda: bridge.outbox.pending() == 0, what="every ack confirmed by the broker")
 
