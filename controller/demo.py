@@ -245,7 +245,7 @@ async def run_demo(
         if treasury is not None:  # the sale report of the demo's farm span, with its plot
             label = f"sales-{start:%Y%m%dT%H%M}"
             written = await asyncio.to_thread(
-                treasury.report, start, result.farm_end, label, send=False
+                treasury.report, start, result.farm_end, label, send=False, png=True
             )
             result.files.update({f"sale report {name}": path for name, path in written.items()})
     return result

@@ -263,6 +263,8 @@ class TreasuryService:
         if not self._decision_due(now):
             self._after_tick(now, None)
             return None
+        # Marked before deciding: a kill mid-tick skips this decision instead of making it twice.
+        self.ledger.set_flag(self._flag("last_decision"), now.isoformat())
         closes = self.bars.close[: last_bar + 1]
         window = max(self.settings.params.history_bars, self.settings.reference_window) + 1
         result = run_tick(
@@ -274,7 +276,6 @@ class TreasuryService:
             self.kill_switch,
             now=now,
         )
-        self.ledger.set_flag(self._flag("last_decision"), now.isoformat())
         self._after_tick(now, result)
         return result
 
@@ -458,7 +459,9 @@ class TreasuryService:
         view.price = float(self.bars.close[i]) if i >= 0 else None
 
     # -- reports ---------------------------------------------------------------------------
-    def report(self, start: datetime, end: datetime, label: str, *, send: bool) -> dict[str, Path]:
+    def report(
+        self, start: datetime, end: datetime, label: str, *, send: bool, png: bool = False
+    ) -> dict[str, Path]:
         """Build the sale report of the whole UTC days covering [start, end), write its files,
         send it when asked."""
         start = datetime.combine(start.astimezone(UTC).date(), datetime.min.time(), UTC)
@@ -480,16 +483,23 @@ class TreasuryService:
             path = self.reports_dir / name
             path.write_bytes(body)
             written[name] = path
-        plot = self.reports_dir / f"{label}.png"
-        plot.write_bytes(plot_png(report, points))
-        written[plot.name] = plot
+        if png:  # the HTML page already holds the plot; a separate PNG only when asked
+            plot = self.reports_dir / f"{label}.png"
+            plot.write_bytes(plot_png(report, points))
+            written[plot.name] = plot
         if send:
             results = send_report(self.config, self.gateway.engine, report, files)
+            log.info("sale report sent label=%s channels=%s", label, results)
             failed = {k: v for k, v in results.items() if v}
             if failed:
                 self.alert("report_not_delivered", f"sale report {label}: {failed}")
         self.view.reports = list(written.values())
         return written
+
+    def reported_through(self) -> date | None:
+        """The last farm day whose sale report was written and sent."""
+        last = self.ledger.get_flag(self._flag("reported_through"))
+        return None if last is None else date.fromisoformat(last)
 
     def daily_reports(self, now: datetime) -> list[str]:
         """Report every complete farm day since the last one reported; returns their labels."""
@@ -595,9 +605,11 @@ def attach_treasury(
     data_dir: Path | None = None,
 ) -> TreasuryService | None:
     """Build the treasury and register the `treasury` and `report` job bodies (None when
-    `[treasury] enabled = false`)."""
+    `[treasury] enabled = false`). Call it after `gateway.start()`: the migrations come first."""
     if not gateway.config.treasury.enabled:
         return None
+    if gateway.poller is None:
+        raise TreasuryServiceError("attach the treasury after gateway.start() (migrations first)")
     service = build_treasury(
         gateway, electricity_price=electricity_price, mqtt_publish=mqtt_publish, data_dir=data_dir
     )

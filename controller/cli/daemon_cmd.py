@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from controller.clock import Clock
 
 
 def run(
     config: Path = typer.Option(..., "--config", "-c", help="Farm config file (TOML)."),
     site: list[str] = typer.Option(
         [], "--site", help="Run only these sites (default: every site in the config)."
+    ),
+    clock_speed: float = typer.Option(
+        1.0, "--clock-speed", hidden=True, help="Farm seconds per real second (tests)."
+    ),
+    clock_start: str | None = typer.Option(
+        None, "--clock-start", hidden=True, help="Farm time at --clock-epoch, ISO UTC (tests)."
+    ),
+    clock_epoch: float | None = typer.Option(
+        None,
+        "--clock-epoch",
+        hidden=True,
+        help="Unix time at which the farm clock read --clock-start (restarts keep one timeline).",
     ),
 ) -> None:
     """Run the gateway: poll rigs, plan, reconcile, sell, report, until SIGTERM."""
@@ -34,11 +50,41 @@ def run(
         typer.echo(f"--site {sorted(unknown)}: not in the config", err=True)
         raise typer.Exit(2)
 
+    try:
+        clock = farm_clock(clock_start, clock_speed, clock_epoch)
+    except ValueError as exc:
+        typer.echo(f"--clock-start/--clock-speed: {exc}", err=True)
+        raise typer.Exit(2) from None
+
     async def main() -> None:
-        gateway = Gateway(farm, base_dir=base_dir, sites=site or None)
-        await serve(farm, base_dir=base_dir, gateway=gateway)
+        from controller.treasury_service import attach_treasury
+
+        gateway = Gateway(farm, base_dir=base_dir, sites=site or None, clock=clock)
+        await gateway.start()  # migrations before the treasury reads its tables
+        attach_treasury(gateway)  # the `treasury` and `report` jobs (unless disabled)
+        from controller.prices_service import attach_site_planning
+
+        attach_site_planning(gateway)  # the `prices`, `refit` and `replan` jobs
+        await serve(farm, base_dir=base_dir, gateway=gateway, clock=clock)
 
     asyncio.run(main())
+
+
+def farm_clock(start: str | None, speed: float, epoch: float | None) -> Clock:
+    """The wall clock, or (tests) an accelerated farm clock that read `start` at unix time
+    `epoch`: a restarted daemon given the same three values continues the same farm timeline."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from controller.clock import AcceleratedClock, Clock
+
+    if start is None and speed == 1.0:
+        return Clock()
+    origin = datetime.fromisoformat(start) if start else datetime.now(UTC)
+    if origin.tzinfo is None:
+        origin = origin.replace(tzinfo=UTC)
+    elapsed = 0.0 if epoch is None else max(0.0, time.time() - epoch)
+    return AcceleratedClock(origin + timedelta(seconds=elapsed * speed), speed)
 
 
 def demo(

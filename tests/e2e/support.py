@@ -1,0 +1,107 @@
+"""Helpers shared by the end-to-end tests: the farm config, a webhook catcher, ledger checks."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, select
+
+from controller.config import FarmConfig, load_config
+from controller.demo import demo_config, free_port
+from miners.sim.simulator import Simulator
+
+REPO = Path(__file__).resolve().parents[2]
+FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
+FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def e2e_config(sim: Simulator, out: Path, **treasury_risk: float) -> FarmConfig:
+    """The example config with the simulated fleet, state under `out`, tight sale limits."""
+    base = load_config(REPO / "config" / "farm.example.toml")
+    raw = demo_config(base, sim, out, free_port()).model_dump(mode="json", exclude_none=True)
+    raw["metrics"] = {"enabled": False}
+    raw["treasury"]["risk"] = raw["treasury"]["risk"] | treasury_risk
+    raw["scheduler"] = raw["scheduler"] | {"misfire_grace_s": 5}
+    raw["planner"] = raw["planner"] | {"stagger_batch": 50, "stagger_delay_s": 0.05}
+    return FarmConfig.model_validate(raw)
+
+
+def with_webhook(config: FarmConfig, env_var: str) -> FarmConfig:
+    """`config` with sale reports and alerts POSTed to the URL in `env_var`."""
+    raw = config.model_dump(mode="json", exclude_none=True)
+    raw["reports"]["webhook"] = {"enabled": True, "url": {"env": env_var}, "format": "plain"}
+    return FarmConfig.model_validate(raw)
+
+
+@dataclass
+class Catcher:
+    """What a local webhook server received."""
+
+    url: str
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextmanager
+def webhook_catcher() -> Iterator[Catcher]:
+    """A real HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it."""
+    server: ThreadingHTTPServer
+    catcher: Catcher
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            catcher.bodies.append(json.loads(body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    catcher = Catcher(f"http://127.0.0.1:{server.server_address[1]}/hook")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield catcher
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def ledger_vs_paper(database_url: str, paper_state: Path) -> dict[str, Any]:
+    """The ledger's view next to the paper venue's own state file (read straight from disk)."""
+    from treasury.tables import Deposit, Fill, Order
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            deposits = conn.execute(select(Deposit.currency, Deposit.amount)).all()
+            fills = conn.execute(select(Fill.amount, Fill.price, Fill.fee)).all()
+            orders = conn.execute(
+                select(Order.client_order_id, Order.amount, Order.filled, Order.status)
+            ).all()
+    finally:
+        engine.dispose()
+    state = json.loads(paper_state.read_text())
+    return {
+        "ledger_btc": sum((Decimal(a) for c, a in deposits if c == "BTC"), Decimal(0))
+        - sum((Decimal(a) for a, _, _ in fills), Decimal(0)),
+        "ledger_usd": sum((Decimal(a) * Decimal(p) - Decimal(f) for a, p, f in fills), Decimal(0)),
+        "venue_btc": Decimal(state["balances"].get("BTC", "0")),
+        "venue_usd": Decimal(state["balances"].get("USD", "0")),
+        "ledger_orders": {o[0]: (Decimal(o[2]), o[3]) for o in orders},
+        "venue_orders": {
+            o["client_order_id"]: Decimal(o["filled"]) for o in state["orders"].values()
+        },
+        "venue_order_ids": [o["client_order_id"] for o in state["orders"].values()],
+    }
