@@ -209,6 +209,17 @@ class MqttConfig(_Strict):
     ha_discovery: bool = False
     ha_prefix: str = Field(default="homeassistant", pattern=r"^[^#+]+$")
     max_payload_bytes: int = Field(default=65_536, gt=0)
+    bridge_prefix: str = Field(default="farmctl", pattern=r"^[^#+/][^#+]*$")
+    meter_silence_s: float = Field(default=120.0, gt=0)
+
+
+class MeterConfigModel(_Strict):
+    """A power meter on MQTT and what it measures: one rig, a rack, or a PDU."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    kind: Literal["tasmota", "shelly"]
+    scope: Literal["rig", "rack", "pdu"]
+    target: Name
 
 
 class DatabaseConfig(_Strict):
@@ -413,6 +424,7 @@ class FarmConfig(_Strict):
     farm: FarmSection = Field(default_factory=FarmSection)
     sites: list[SiteConfig] = Field(min_length=1)
     rigs: list[RigConfig] = Field(default_factory=list)
+    meters: list[MeterConfigModel] = Field(default_factory=list)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     electricity: ElectricityConfig = Field(default_factory=ElectricityConfig)
@@ -466,6 +478,14 @@ def _cross_checks(raw: dict[str, Any]) -> list[ConfigProblem]:
             )
     treasury = raw.get("treasury") if isinstance(raw.get("treasury"), dict) else {}
     assert isinstance(treasury, dict)
+    rig_names = {r.get("name") for r in rigs}
+    rack_ids = {rack for site_racks in racks.values() for rack in site_racks}
+    for i, meter in enumerate(items(raw.get("meters"))):
+        scope, target = meter.get("scope"), meter.get("target")
+        if scope == "rig" and target not in rig_names:
+            problems.append(ConfigProblem(f"meters[{i}].target", target, "no such rig"))
+        elif scope == "rack" and target not in rack_ids:
+            problems.append(ConfigProblem(f"meters[{i}].target", target, "no such rack"))
     venues = items(treasury.get("venues"))
     duplicates(venues, "id", "treasury.venues", "venue id")
     if treasury.get("live") is True:

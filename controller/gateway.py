@@ -22,6 +22,7 @@ from controller.clock import Clock
 from controller.config import FarmConfig, RigConfig
 from controller.metrics import FarmMetrics, RigLabels
 from controller.mqtt.tables import RigTelemetry
+from controller.power import resolve_fleet_power
 from controller.reconcile import ReconcileReport, ReconcileSettings, RigPlace, reconcile
 from controller.storage import make_engine, session_factory
 from controller.tables import JobRun, RigRecord
@@ -29,6 +30,7 @@ from miners.credentials import RigCredentials
 from miners.driver import RigDriver
 from miners.fleet import FleetPoller, Target
 from miners.health import HealthEvent, HealthMonitor, default_rules
+from miners.meters import MeterBook
 from miners.status import RigStatus
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,7 @@ class Gateway:
         self.sites = set(sites) if sites else {s.id for s in config.sites}
         self.rigs = [r for r in config.rigs if r.site in self.sites]
         self._driver_builder = driver_builder
-        self._alert_sink = alert_sink
+        self.alert_sink = alert_sink
         self.database_url = config.database_url(base_dir)
         self.engine = make_engine(
             self.database_url, busy_timeout_ms=config.database.busy_timeout_ms
@@ -119,6 +121,9 @@ class Gateway:
         self._name_by_target = {rig_target(r): r.name for r in self.rigs}
         self.poller: FleetPoller | None = None
         self.health = HealthMonitor(default_rules())
+        # Called with every poll's statuses (the MQTT bridge publishes them).
+        self.poll_listeners: list[Callable[[dict[str, RigStatus]], None]] = []
+        self.meter_book = MeterBook([])
         self.reconcile_settings = ReconcileSettings(
             batch_size=config.planner.stagger_batch, batch_delay_s=config.planner.stagger_delay_s
         )
@@ -131,6 +136,15 @@ class Gateway:
     def labels(self) -> dict[str, RigLabels]:
         """Metric labels of every rig."""
         return {r.name: RigLabels(r.site, r.rack or "", r.name, r.model or "") for r in self.rigs}
+
+    def use_driver_builder(self, builder: DriverBuilder) -> None:
+        """Replace how rig drivers are built (before `start()`; MQTT rigs need the hub)."""
+        self._driver_builder = builder
+
+    @property
+    def driver_builder(self) -> DriverBuilder:
+        """How rig drivers are built."""
+        return self._driver_builder
 
     async def start(self) -> None:
         """Migrate the database, record the rig inventory and build every rig's driver (once)."""
@@ -177,20 +191,30 @@ class Gateway:
         deadline = max(1.0, min(20.0, self.config.scheduler.poll_interval_s * 0.8))
         statuses = await self.poller.poll_once(deadline_s=deadline)
         now = self.clock.now()
-        by_name = {
-            self._name_by_target[target]: status
-            for target, status in zip(self.poller.targets, statuses, strict=True)
-        }
+        by_name = resolve_fleet_power(
+            {
+                self._name_by_target[target]: status
+                for target, status in zip(self.poller.targets, statuses, strict=True)
+            },
+            self.rigs,
+            self.meter_book,
+            self.config.mqtt.meter_silence_s,
+        )
         self.state.statuses = by_name
         self.state.last_poll_at = now
         self.metrics.observe_rigs(by_name, self.labels())
         await asyncio.to_thread(self._store_poll, by_name, now)
-        events = self.health.evaluate(statuses, now)
+        for listener in self.poll_listeners:
+            try:
+                listener(by_name)
+            except Exception:  # a consumer's failure must not lose the poll
+                log.exception("poll listener failed")
+        events = self.health.evaluate(list(by_name.values()), now)
         self.state.alerts = [e for e in self.state.alerts if e.kind == "fired"][-100:] + events
         for event in events:
-            if event.kind == "fired" and self._alert_sink is not None:
-                self._alert_sink(f"health:{event.rule}:{event.rig}", event.severity, event.message)
-        return statuses
+            if event.kind == "fired" and self.alert_sink is not None:
+                self.alert_sink(f"health:{event.rule}:{event.rig}", event.severity, event.message)
+        return list(by_name.values())
 
     def _store_poll(self, statuses: dict[str, RigStatus], now: datetime) -> None:
         site_of = {r.name: r.site for r in self.rigs}
@@ -239,9 +263,9 @@ class Gateway:
             on_status=remember,
         )
         self.state.last_reconcile = report
-        if report.disobedient and self._alert_sink is not None:
+        if report.disobedient and self.alert_sink is not None:
             for rig in report.disobedient:
-                self._alert_sink(
+                self.alert_sink(
                     f"reconcile:{rig}",
                     "critical",
                     f"rig {rig} does not obey: {report.failed.get(rig, 'no change')}",

@@ -8,6 +8,7 @@ is known at a moment from the stored rows. A failed fetch leaves the stored pric
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from forecasting.prices import PriceKind, PriceSeries
 if TYPE_CHECKING:
     from controller.gateway import Gateway
     from controller.planning import PlanService
+    from forecasting.plan_types import HashingPlan
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +144,9 @@ def stored_market_name(electricity: ElectricityConfig) -> str:
     )
 
 
-def attach_site_planning(gateway: Gateway) -> PlanService:
+def attach_site_planning(
+    gateway: Gateway, on_plan: Callable[[HashingPlan], None] | None = None
+) -> PlanService:
     """Price ingest, refit and replan jobs for a gateway's site, fed from the price store."""
     from controller.planning import PlanService, attach_planning
 
@@ -158,5 +162,5 @@ def attach_site_planning(gateway: Gateway) -> PlanService:
         def ingest(now: datetime) -> int:
             return ingest_prices(gateway.engine, electricity, now, gateway.base_dir, site.timezone)
 
-    attach_planning(gateway, planner, ingest=ingest)
+    attach_planning(gateway, planner, ingest=ingest, on_plan=on_plan)
     return planner

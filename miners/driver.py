@@ -39,7 +39,11 @@ class RigDriver(Protocol):
     """One rig, one firmware family. Actions raise `RigUnsupportedAction` when not capable."""
 
     family: str
-    capabilities: frozenset[Capability]
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """The actions this rig's firmware supports."""
+        ...
 
     async def status(self) -> RigStatus:
         """Read the rig and return its normalized status (offline/error states, never raises)."""

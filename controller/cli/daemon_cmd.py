@@ -34,7 +34,6 @@ def run(
 
     from controller.config import ConfigError, load_config
     from controller.daemon import serve
-    from controller.gateway import Gateway
     from controller.logs import setup_logging
 
     try:
@@ -57,15 +56,12 @@ def run(
         raise typer.Exit(2) from None
 
     async def main() -> None:
-        from controller.treasury_service import attach_treasury
+        from controller.runtime import assembled_gateway
 
-        gateway = Gateway(farm, base_dir=base_dir, sites=site or None, clock=clock)
-        await gateway.start()  # migrations before the treasury reads its tables
-        attach_treasury(gateway)  # the `treasury` and `report` jobs (unless disabled)
-        from controller.prices_service import attach_site_planning
-
-        attach_site_planning(gateway)  # the `prices`, `refit` and `replan` jobs
-        await serve(farm, base_dir=base_dir, gateway=gateway, clock=clock)
+        async with assembled_gateway(
+            farm, base_dir=base_dir, sites=site or None, clock=clock
+        ) as gateway:
+            await serve(farm, base_dir=base_dir, gateway=gateway, clock=clock)
 
     asyncio.run(main())
 

@@ -1,0 +1,194 @@
+"""The gateway on MQTT: MQTT rigs and power meters in, the bridge (states, totals, plan, sale
+reports, command acks) out, operator commands turned into overrides.
+
+One persistent-session client carries the bridge, the rig hub and the meters; a second one
+(its own client id) batch-ingests rig telemetry into the store. Everything that must arrive
+goes through the outbox table, so a broker restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from controller.config import RigConfig
+from controller.mqtt.bridge import BridgeSettings, CommandResult, MqttBridge
+from controller.mqtt.client import MqttClient, settings_from_config
+from controller.mqtt.ingest import TelemetryIngest
+from controller.mqtt.outbox import OutboxDispatcher, enqueue
+from controller.mqtt.schemas import CurtailCommand, OverrideCommand, ResumeCommand
+from controller.overrides import OverrideError, add_override, until_next_hour
+from controller.power import meter_book
+from miners.driver import RigDriver
+from miners.mqtt_driver import MqttRigDriver, MqttRigHub
+from miners.status import RigStatus
+
+if TYPE_CHECKING:
+    from controller.gateway import DriverBuilder, Gateway
+    from forecasting.plan_types import HashingPlan
+
+log = logging.getLogger(__name__)
+
+AlertFn = Callable[[str, str, str], None]  # (key, severity, message)
+
+
+def plan_summary(plan: HashingPlan) -> dict[str, Any]:
+    """The plan as JSON: per group and hour, hashing or not, with the prices it was made on."""
+    return {
+        "created_at": plan.created_at.isoformat(),
+        "hashprice_usd_per_th_day": plan.hashprice_usd_per_th_day,
+        "groups": [
+            {"name": g.name, "j_per_th": g.j_per_th, "rigs": list(g.rigs)} for g in plan.groups
+        ],
+        "hours": [
+            {
+                "start": h.start.isoformat(),
+                "group": h.group,
+                "hashing": h.hashing,
+                "p50": round(h.price_p50, 2),
+                "break_even": round(h.break_even, 2),
+                "reason": h.reason,
+            }
+            for h in plan.hours
+        ],
+    }
+
+
+class MqttService:
+    """The gateway's MQTT side; `start()` after the gateway is built, `stop()` at shutdown."""
+
+    def __init__(self, gateway: Gateway, *, alert: AlertFn | None = None) -> None:
+        self.gateway = gateway
+        self.config = gateway.config
+        self.alert = alert
+        cfg = self.config.mqtt
+        self.client = MqttClient(
+            settings_from_config(cfg),
+            on_session_lost=self._session_lost,
+            will=MqttBridge.will(cfg.bridge_prefix),
+        )
+        self.outbox = OutboxDispatcher(gateway.engine, self.client)
+        self.bridge = MqttBridge(
+            self.client,
+            gateway.engine,
+            self.outbox,
+            self._handle_command,
+            BridgeSettings(
+                prefix=cfg.bridge_prefix, ha_discovery=cfg.ha_discovery, ha_prefix=cfg.ha_prefix
+            ),
+        )
+        self.hub = MqttRigHub(self.client, prefix=cfg.topic_prefix)
+        self.meters = meter_book(self.config)
+        self.meters.subscribe(self.client, qos=1)
+        gateway.meter_book = self.meters
+        sites = sorted(gateway.sites)
+        self.ingest = TelemetryIngest(
+            settings_from_config(cfg, client_id_suffix="-ingest"),
+            gateway.engine,
+            prefix=cfg.topic_prefix,
+            site=sites[0] if len(sites) == 1 else "+",
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect (in the background: a broker that is down now is retried, never fatal)."""
+        self._loop = asyncio.get_running_loop()
+        self.bridge.loop = self._loop
+        self.client.start()
+        self.outbox.start()
+        self.ingest.start()
+        self.gateway.poll_listeners.append(self.after_poll)
+
+    def stop(self) -> None:
+        """Disconnect; unsent outbox rows stay in the database for the next start."""
+        for stop in (self.ingest.stop, self.outbox.stop, self.bridge.close, self.client.stop):
+            try:
+                stop()
+            except Exception:
+                log.exception("mqtt shutdown step failed")
+
+    def wrap_driver_builder(self, fallback: DriverBuilder) -> DriverBuilder:
+        """Drivers for `family = "mqtt"` rigs from the hub; every other rig from `fallback`."""
+
+        async def build(rig: RigConfig) -> RigDriver:
+            if rig.family == "mqtt":
+                return MqttRigDriver(self.hub, rig.site, rig.address)
+            return await fallback(rig)
+
+        return build
+
+    # ---- gateway hooks --------------------------------------------------------------------
+    def after_poll(self, statuses: dict[str, RigStatus]) -> None:
+        """Publish each rig's state (retained, HA discovery) and the site and farm totals."""
+        site_of = {r.name: r.site for r in self.gateway.rigs}
+        for name, status in statuses.items():
+            self.bridge.publish_status(site_of[name], name, status)
+        self.bridge.publish_totals({(site_of[n], n): s for n, s in statuses.items()})
+
+    def publish_plan(self, plan: HashingPlan) -> None:
+        """Publish the current plan (retained)."""
+        self.bridge.publish_plan(plan_summary(plan))
+
+    def publish_report(self, topic_suffix: str, body: dict[str, Any], msg_id: str) -> None:
+        """Queue a message that must arrive (sale report, alert) in the outbox."""
+        topic = f"{self.config.mqtt.bridge_prefix}/{topic_suffix}"
+        with self.gateway.engine.begin() as conn:
+            enqueue(conn, topic, body, msg_id)
+        self.outbox.wake()
+
+    def notifier_publish(self, topic: str, payload: bytes) -> None:
+        """Publisher for `controller.notify.MqttChannel`: every message through the outbox."""
+        with self.gateway.engine.begin() as conn:
+            enqueue(conn, topic, payload, f"note-{uuid.uuid4().hex}")
+        self.outbox.wake()
+
+    # ---- commands -------------------------------------------------------------------------
+    def _session_lost(self) -> None:
+        message = "MQTT broker had no session for us: messages queued while we were away are lost"
+        log.error("mqtt session lost")
+        if self.alert is not None:
+            self.alert("mqtt:session_lost", "warning", message)
+
+    async def _handle_command(
+        self, command: CurtailCommand | ResumeCommand | OverrideCommand
+    ) -> CommandResult:
+        now = self.gateway.clock.now()
+        target = command.target
+        try:
+            if isinstance(command, OverrideCommand):
+                desired, start, end = command.state, command.start, command.end
+            else:
+                desired = "curtailed" if isinstance(command, CurtailCommand) else "hashing"
+                start, end = now, until_next_hour(now)
+            override_id = await asyncio.to_thread(
+                add_override,
+                self.gateway.sessions,
+                self.config,
+                target.kind,
+                target.id,
+                desired,
+                start,
+                end,
+                source="mqtt",
+                reason=command.reason or f"mqtt command {command.id}",
+                now=now,
+            )
+        except OverrideError as exc:
+            return CommandResult(ok=False, error=str(exc))
+        report = None
+        if start <= now:
+            # Act now rather than at the next reconcile minute; the report says what happened.
+            report = await self.gateway.reconcile()
+        detail: dict[str, Any] = {"override_id": override_id, "until": end.isoformat()}
+        if report is not None:
+            detail |= {
+                "curtailed": report.curtailed,
+                "resumed": report.resumed,
+                "failed": report.failed,
+                "skipped_offline": report.skipped_offline,
+            }
+        return CommandResult(ok=not (report and report.failed), detail=detail)
