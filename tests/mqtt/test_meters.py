@@ -315,3 +315,31 @@ def test_simulated_meters_over_a_real_broker(mosquitto) -> None:  # type: ignore
         tasmota.stop()
         shelly.stop()
         client.stop()
+
+
+def test_pdu_meter_shared_and_rig_meter_wins_inside_it() -> None:
+    book = MeterBook(
+        [
+            MeterConfig("shellypro3em-pdu7", "shelly", "pdu", "pdu-7"),
+            MeterConfig("tasmota_r2", "tasmota", "rig", "r2"),
+        ]
+    )
+    frame = {
+        "method": "NotifyFullStatus",
+        "params": {"ts": 1.0, "em:0": {"total_act_power": 9000.0}},
+    }
+    book.handle("shellypro3em-pdu7/events/rpc", json.dumps(frame).encode(), NOW)
+    book.handle("tele/tasmota_r2/SENSOR", b'{"ENERGY":{"Power":2950,"Total":1.0}}', NOW)
+    statuses = {
+        "r1": RigStatus(state="hashing", power_w=3000.0, power_source="reported"),
+        "r2": RigStatus(state="hashing", power_w=3000.0, power_source="reported"),
+        "r3": RigStatus(state="curtailed", power_w=15.0, power_source="reported"),
+        "r4": RigStatus(state="offline"),
+    }
+    placements = {k: RigPlacement(pdu="pdu-7", nameplate_w=3050.0) for k in statuses}
+    res = resolve_power(statuses, placements, book)
+    assert (res["r2"].power_w, res["r2"].meter_id) == (2950.0, "tasmota_r2")
+    # the PDU's 9000 W split by reported power 3000 : 3000 : 15 : 0 (r2's own meter wins for r2)
+    assert res["r1"].power_w == pytest.approx(9000.0 * 3000 / 6015, abs=0.1)
+    assert res["r3"].power_w == pytest.approx(9000.0 * 15 / 6015, abs=0.1)
+    assert res["r4"].power_w == 0.0 and res["r4"].source == "meter"
