@@ -8,19 +8,21 @@ reconciles exactly as `farmctl run` does, while a farm day passes in about a min
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from controller.broker import LocalBroker, free_port, mosquitto_binary
 from controller.clock import AcceleratedClock, hour_floor
 from controller.config import FarmConfig
 from controller.daemon import serve
 from controller.gateway import Gateway
+from controller.mqtt_service import MqttService
 from controller.paths import shared_data_dir
 from controller.planning import (
     FramePriceFeed,
@@ -31,6 +33,7 @@ from controller.planning import (
     synthetic_feed,
 )
 from controller.treasury_service import attach_treasury, detach_treasury
+from miners.mqtt_sim import SimEndpoint, SimMqttFarm, demo_farm
 from miners.sim.simulator import Simulator
 
 log = logging.getLogger(__name__)
@@ -77,11 +80,26 @@ class DemoResult:
     rigs_by_state: dict[str, int] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listens on now (for the demo's metrics endpoint)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+MQTT_RACK = "mqtt-rack"
+
+
+def start_mqtt_corner(
+    out: Path, site: str, stack: contextlib.AsyncExitStack
+) -> tuple[LocalBroker | None, SimMqttFarm | None]:
+    """A local mosquitto and three simulated MQTT rigs with two meters, when mosquitto is
+    installed (the demo runs without them otherwise, and says so)."""
+    if mosquitto_binary() is None:
+        log.warning("mosquitto not installed: the demo runs without its MQTT rigs and meters")
+        return None, None
+    broker = LocalBroker(out / "broker")
+    broker.start()
+    stack.callback(broker.stop)
+    farm = demo_farm(
+        SimEndpoint(port=broker.port), site=site, rigs=3, interval_s=1.0, rack=MQTT_RACK
+    )
+    farm.start()
+    stack.callback(farm.stop)
+    return broker, farm
 
 
 def demo_fleet(total: int) -> dict[str, int]:
@@ -105,7 +123,14 @@ def price_feed(options: DemoOptions, zone: str) -> tuple[FramePriceFeed, datetim
     return feed, start, "synthetic prices (shared data absent)"
 
 
-def demo_config(base: FarmConfig, sim: Simulator, out: Path, metrics_port: int) -> FarmConfig:
+def demo_config(
+    base: FarmConfig,
+    sim: Simulator,
+    out: Path,
+    metrics_port: int,
+    mqtt_port: int | None = None,
+    mqtt_farm: SimMqttFarm | None = None,
+) -> FarmConfig:
     """The example config with its rigs replaced by the simulated fleet and state under `out`."""
     site = base.sites[0]
     racks: list[str | None] = [r.id for r in site.racks] or [None]
@@ -126,7 +151,35 @@ def demo_config(base: FarmConfig, sim: Simulator, out: Path, metrics_port: int) 
     raw["rigs"] = [{k: v for k, v in r.items() if v is not None} for r in rigs]
     raw["database"] = {"url": f"sqlite:///{out / 'farmctl.db'}"}
     raw["metrics"] = {"enabled": True, "host": "127.0.0.1", "port": metrics_port}
+    raw["meters"] = []
     raw["mqtt"] = raw["mqtt"] | {"enabled": False}
+    if mqtt_port is not None and mqtt_farm is not None:
+        # The MQTT corner: agents on their own rack, a Tasmota plug on one rig, a Shelly on the rack.
+        raw["sites"][0]["racks"] = [*raw["sites"][0].get("racks", []), {"id": MQTT_RACK}]
+        raw["rigs"] += [
+            {
+                "name": rig.rig,
+                "site": site.id,
+                "rack": MQTT_RACK,
+                "address": rig.rig,
+                "family": "mqtt",
+                "model": rig.model,
+            }
+            for rig in mqtt_farm.rigs
+        ]
+        raw["meters"] = [
+            {"id": m.meter_id, "kind": m.kind, "scope": m.scope, "target": m.target}
+            for m in mqtt_farm.meter_configs
+        ]
+        raw["mqtt"] = raw["mqtt"] | {
+            "enabled": True,
+            "host": "127.0.0.1",
+            "port": mqtt_port,
+            "client_id": "farmctl-demo",
+            "ha_discovery": True,
+        }
+        raw["mqtt"].pop("password", None)
+        raw["mqtt"].pop("username", None)
     raw["scheduler"] = raw["scheduler"] | {"misfire_grace_s": 5}
     return FarmConfig.model_validate(raw)
 
@@ -152,9 +205,16 @@ def network_hashprice(day: datetime) -> float | None:
 
     try:
         days = load_network_days(network_file(data))
-        # The shared history may end before the demo day: use its latest day up to then.
-        known = max(d for d in days if d <= day.date())
-        return float(network_day(days, known).hashprice())
+        # The shared history may end before the demo day: use its latest day up to then that
+        # carries fees (the file has fees for 2024-02..2025-02 only).
+        with_fees = [
+            d for d, n in days.items() if d <= day.date() and n.fees_btc_per_day is not None
+        ]
+        if with_fees:
+            return float(network_day(days, max(with_fees)).hashprice())
+        return float(
+            network_day(days, max(d for d in days if d <= day.date())).hashprice(include_fees=False)
+        )
     except Exception as exc:  # the demo must still run on a partial data folder
         log.warning("hashprice from network data unavailable", extra={"error": str(exc)})
         return None
@@ -172,13 +232,25 @@ async def run_demo(
     zone = base.electricity.zone
     feed, start, source = price_feed(options, zone)
     hashprice = base.planner.hashprice_usd_per_th_day or network_hashprice(start) or 0.05
-    async with Simulator(demo_fleet(options.rigs), ramp_up_s=2.0, ramp_down_s=0.5) as sim:
-        config = demo_config(base, sim, out, free_port())
+    async with contextlib.AsyncExitStack() as stack:
+        sim = await stack.enter_async_context(
+            Simulator(demo_fleet(options.rigs), ramp_up_s=2.0, ramp_down_s=0.5)
+        )
+        broker, mqtt_farm = start_mqtt_corner(out, base.sites[0].id, stack)
+        config = demo_config(
+            base, sim, out, free_port(), broker.port if broker else None, mqtt_farm
+        )
         gateway = Gateway(config, base_dir=out)
+        mqtt = MqttService(gateway) if config.mqtt.enabled else None
+        if mqtt is not None:
+            gateway.use_driver_builder(mqtt.wrap_driver_builder(gateway.driver_builder))
+            stack.callback(mqtt.stop)
         planner = PlanService(config, feed, gateway.sessions, hashprice=hashprice)
         # The daily refit and a first plan happen before the farm day starts, as they would
         # at midnight (and the planner's compiled kernel is warm when the clock runs).
         await gateway.start()
+        if mqtt is not None:
+            mqtt.start()
         await asyncio.to_thread(planner.refit, start)
         first_plan = await asyncio.to_thread(planner.replan, start, gateway.rigs, {})
         clock = AcceleratedClock(start, options.speed)
@@ -200,6 +272,8 @@ async def run_demo(
         )
 
         def on_plan(plan: Any) -> None:
+            if mqtt is not None:
+                mqtt.publish_plan(plan)
             state.plans += 1
             state.plan = plan
             hour = hour_floor(clock.now())

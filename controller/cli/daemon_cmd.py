@@ -115,7 +115,13 @@ def demo(
             typer.echo(str(problem), err=True)
         raise typer.Exit(2) from None
     setup_logging("WARNING", "text")
-    for noisy in ("apscheduler", "forecasting", "miners.credentials", "controller.planning"):
+    for noisy in (
+        "apscheduler",
+        "forecasting",
+        "miners.credentials",
+        "controller.planning",
+        "controller.mqtt.client",
+    ):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     view = LiveView()
     options = DemoOptions(speed=speed, hours=hours, rigs=rigs, out=out)
