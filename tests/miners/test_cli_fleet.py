@@ -136,3 +136,36 @@ def test_scan_finds_the_simulated_rigs(sim_fleet: dict) -> None:
     expected = {r["port"]: r["family"] for r in sim_fleet["rigs"] if r["index"] != HUNG}
     assert found == expected  # the hung rig is open but never identifies itself
     assert "probed=6 open=6 rigs=5 unidentified=1" in out.stderr
+
+
+def test_poll_file_round_trip_and_errors(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from miners.pollfile import PollFileError, PollSnapshot, read_poll, write_poll
+    from miners.status import BoardStatus, PoolStatus, RigStatus
+
+    seen = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    rig = RigStatus(
+        ip="127.0.0.1", port=4028, mac="02:53:00:00:00:01", state="hashing", hashrate_ths=110.0,
+        boards=[BoardStatus(0, 36.7, 62.0, 67.0, 114, 114)],
+        pools=[PoolStatus("stratum+tcp://btc.pool.example:3333", "farm.rig00001", "Alive", 6600, 16)],
+        last_seen=seen,
+    )  # fmt: skip
+    path = tmp_path / "state" / "last_poll.json"
+    write_poll(path, PollSnapshot(seen, 1.25, [rig, RigStatus(ip="127.0.0.1", port=4029)]))
+    back = read_poll(path)
+    assert back.polled_at == seen and back.elapsed_s == 1.25
+    assert back.rigs[0] == rig
+    assert back.rigs[1].state == "offline" and back.rigs[1].last_seen is None
+    assert [p.name for p in path.parent.iterdir()] == ["last_poll.json"]  # no temp file left
+
+    path.write_text('{"format": 1, "polled_at": "2026-11-23T12:00:00+00:00", "elapsed_s": 1,'
+                    ' "rigs": [{"ip": "10.0.0.5", "port": 4028, "state": "melting"}]}')  # fmt: skip
+    with pytest.raises(PollFileError, match="rig state 'melting'"):
+        read_poll(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(PollFileError, match="not a farmctl poll file"):
+        read_poll(path)
+    path.write_text("{not json")
+    with pytest.raises(PollFileError, match="cannot read poll file"):
+        read_poll(path)
