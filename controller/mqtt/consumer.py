@@ -53,6 +53,7 @@ class ReliableConsumer:
         self._queue: queue.Queue[tuple[paho.MQTTMessage, int]] = queue.Queue(maxsize=queue_max)
         self._stop = threading.Event()
         self._generation = 0
+        self._ack_lock = threading.Lock()  # see TelemetryIngest: acks never cross connections
         self._thread: threading.Thread | None = None
         self.mqtt = MqttClient(settings, manual_ack=True, on_session_lost=on_session_lost)
         self.mqtt.add_connect_listener(self._on_connect)
@@ -72,7 +73,8 @@ class ReliableConsumer:
             self._thread.join(timeout)
 
     def _on_connect(self, session_present: bool) -> None:
-        self._generation += 1
+        with self._ack_lock:
+            self._generation += 1
 
     def _on_message(self, msg: paho.MQTTMessage) -> None:
         while not self._stop.is_set():
@@ -84,8 +86,9 @@ class ReliableConsumer:
 
     def _ack(self, msg: paho.MQTTMessage, generation: int) -> None:
         # an ack for the previous connection's message would hit another message on this one
-        if msg.qos > 0 and generation == self._generation:
-            self.mqtt.client.ack(msg.mid, msg.qos)
+        with self._ack_lock:
+            if msg.qos > 0 and generation == self._generation:
+                self.mqtt.client.ack(msg.mid, msg.qos)
 
     def _handle(self, msg: paho.MQTTMessage, generation: int) -> None:
         payload: dict[str, Any] | None = None

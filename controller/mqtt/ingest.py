@@ -107,6 +107,9 @@ class TelemetryIngest:
         self._queue: queue.Queue[tuple[Row, int, int]] = queue.Queue(maxsize=queue_max)
         self._stop = threading.Event()
         self._generation = 0
+        # held while acking a batch and while a new connection is counted: a batch's acks go
+        # out entirely on the connection its messages came from, or not at all
+        self._ack_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.mqtt = MqttClient(settings, manual_ack=True)
         self.mqtt.add_connect_listener(self._on_connect)
@@ -139,7 +142,8 @@ class TelemetryIngest:
     def _on_connect(self, session_present: bool) -> None:
         # acks of the previous connection's messages must not be sent on this one: the broker
         # may have numbered other messages with those ids; they will be redelivered and deduped
-        self._generation += 1
+        with self._ack_lock:
+            self._generation += 1
 
     def _ack(self, mid: int, qos: int) -> None:
         if qos > 0:
@@ -223,10 +227,11 @@ class TelemetryIngest:
                 )
                 return
             committed = time.time()
-            generation = self._generation
-            for _row, mid, gen in batch:
-                if mid >= 0 and gen == generation:
-                    self._ack(mid, 1)
+            with self._ack_lock:
+                generation = self._generation
+                for _row, mid, gen in batch:
+                    if mid >= 0 and gen == generation:
+                        self._ack(mid, 1)
             self.stats.batches += 1
             self.stats.max_batch = max(self.stats.max_batch, len(rows))
             self.stats.inserted += inserted
