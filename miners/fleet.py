@@ -211,7 +211,6 @@ class FleetPoller:
         self._key_by_target: dict[Target, str] = {}
         self._target_by_key: dict[str, Target] = {}
         self.stats = PollStats()
-        self._in_flight = 0
 
     def last_good(self, key_or_target: str | Target) -> RigStatus | None:
         """The last good status of a rig, by MAC/key or by its current target."""
