@@ -1,17 +1,14 @@
 """The farm the end-to-end tests run: `farmctl run`'s composition plus the day-ahead planner.
 
-`farmctl run` builds a Gateway, attaches the treasury and serves; the planner's jobs are not in
-`run` yet, so this module adds them the way `farmctl demo` does (PlanService over the recorded
-ERCOT feed, a `replan` job). It runs in-process (`run_farm`) or as its own process
-(`python -m tests.e2e.farm CONFIG.json --clock-start ... --clock-speed ... --clock-epoch ...`),
-which the crash test kills with SIGKILL and starts again on the same farm timeline.
+Gateway, treasury (`attach_treasury`, as `farmctl run` does) and a planner that reads the
+recorded ERCOT feed directly (as `farmctl demo` does), served in-process by `serve()`: the test
+reads the simulated rigs' own state while the day runs. (The crash test runs `farmctl run`
+itself as a process, its planner fed from the price store.)
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -20,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 
 from controller import jobs
-from controller.cli.daemon_cmd import farm_clock
 from controller.clock import Clock
 from controller.config import FarmConfig
 from controller.daemon import serve
@@ -77,32 +73,3 @@ def planner_price(planner: PlanService) -> Callable[[datetime], float | None]:
         return float(frame["rt"].loc[stamp]) if stamp in frame.index else None
 
     return price
-
-
-def main() -> None:
-    """Subprocess entry point (the crash test)."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("config", type=Path)
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--clock-start", required=True)
-    parser.add_argument("--clock-speed", type=float, required=True)
-    parser.add_argument("--clock-epoch", type=float, required=True)
-    parser.add_argument("--opening-ths", type=float, default=0.0, help="Opening balance fleet.")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("apscheduler", "miners", "forecasting", "treasury.venues.paper"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    config = FarmConfig.model_validate(json.loads(args.config.read_text()))
-    clock = farm_clock(args.clock_start, args.clock_speed, args.clock_epoch)
-    start = datetime.fromisoformat(args.clock_start)
-
-    async def opening(gw: Gateway, treasury: TreasuryService | None) -> None:
-        # Once per farm (the deposit reference is fixed): every restart may ask again.
-        if treasury is not None and args.opening_ths > 0:
-            await asyncio.to_thread(treasury.credit_opening, args.opening_ths, 30, start)
-
-    asyncio.run(run_farm(config, args.config.parent, clock, args.data_dir, on_started=opening))
-
-
-if __name__ == "__main__":
-    main()

@@ -6,7 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,12 +24,15 @@ FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
 
 
-def e2e_config(sim: Simulator, out: Path, **treasury_risk: float) -> FarmConfig:
+def e2e_config(
+    sim: Simulator, out: Path, strategy: dict[str, Any] | None = None, **treasury_risk: float
+) -> FarmConfig:
     """The example config with the simulated fleet, state under `out`, tight sale limits."""
     base = load_config(REPO / "config" / "farm.example.toml")
     raw = demo_config(base, sim, out, free_port()).model_dump(mode="json", exclude_none=True)
     raw["metrics"] = {"enabled": False}
     raw["treasury"]["risk"] = raw["treasury"]["risk"] | treasury_risk
+    raw["treasury"]["strategy"] = raw["treasury"]["strategy"] | (strategy or {})
     raw["scheduler"] = raw["scheduler"] | {"misfire_grace_s": 5}
     raw["planner"] = raw["planner"] | {"stagger_batch": 50, "stagger_delay_s": 0.05}
     return FarmConfig.model_validate(raw)
@@ -105,3 +108,71 @@ def ledger_vs_paper(database_url: str, paper_state: Path) -> dict[str, Any]:
         },
         "venue_order_ids": [o["client_order_id"] for o in state["orders"].values()],
     }
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def toml_text(raw: dict[str, Any]) -> str:
+    """A config dict (`FarmConfig.model_dump(mode="json")`) as TOML `farmctl run` reads."""
+    lines: list[str] = []
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            lines.append(f"[{key}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+        elif isinstance(value, list):
+            for item in value:
+                lines.append(f"[[{key}]]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in item.items()]
+        else:
+            raise TypeError(f"top-level {key} is not a table")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def seed_recorded_prices(database_url: str, data_dir: Path, zone: str, day: datetime) -> int:
+    """Store the recorded ERCOT DA and RT prices around `day` in the price store, as the
+    `prices` job would have fetched them; returns the rows written."""
+    import pandas as pd
+
+    from controller import migrate
+    from forecasting.ercot import ercot_file, load_ercot_hourly
+    from forecasting.price_store import upsert_prices
+
+    migrate.upgrade(database_url)
+    prices = load_ercot_hourly(ercot_file(data_dir), zone)
+    lo, hi = pd.Timestamp(day) - pd.Timedelta(days=200), pd.Timestamp(day) + pd.Timedelta(days=3)
+    engine = create_engine(database_url)
+    try:
+        written = 0
+        for series in (prices.day_ahead, prices.real_time):
+            cut = series.prices[(series.prices.index >= lo) & (series.prices.index < hi)]
+            written += upsert_prices(engine, replace(series, prices=cut))
+        return written
+    finally:
+        engine.dispose()
+
+
+def seed_opening_coins(database_url: str, paper_state: Path, amount: Decimal, at: datetime) -> None:
+    """A treasury that already holds `amount` unsold coins: one ledger deposit, the paper venue
+    credited (what `TreasuryService.credit_opening` does inside the daemon)."""
+    from treasury.ledger import Ledger
+    from treasury.venues.paper import PaperVenue
+
+    engine = create_engine(database_url)
+    try:
+        if Ledger(engine).record_deposit("paper", "opening:e2e", "BTC", amount, at, "estimate"):
+            PaperVenue(name="paper", state_path=paper_state).deposit("BTC", amount)
+    finally:
+        engine.dispose()

@@ -1,8 +1,10 @@
 """SIGKILL the daemon at random moments (seeded) and start it again on the same farm timeline.
 
-The daemon (tests/e2e/farm.py: `farmctl run`'s gateway, scheduler and treasury plus the planner)
-runs as its own process against simulated rigs that outlive it, on a farm clock 1440x faster
-than real time. After every kill and at the end the database and the paper venue's own state
+The daemon is `farmctl run` itself (gateway, MQTT to a real mosquitto, price store, planner,
+treasury on the paper venue) as its own process, against simulated rigs that outlive it, on a
+farm clock 1440x faster than real time (hidden `--clock-*` options). The price store holds the
+recorded ERCOT prices around the day (what the `prices` job would have fetched; its fetch from
+the ERCOT API fails here, on purpose: no network). After every kill and at the end the database and the paper venue's own state
 file must show: telemetry that only grew, in whole poll batches, with no gap inside a run; no
 order placed twice; one catch-up reconcile per start; one plan row per rig and hour with no
 hole; a ledger that explains the venue's balances to the last satoshi.
@@ -21,6 +23,7 @@ import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -30,11 +33,19 @@ from controller.demo import DEMO_DAY, demo_fleet
 from controller.mqtt.tables import RigTelemetry
 from controller.tables import JobRun, PlanSlot
 from miners.sim.simulator import Simulator
-from tests.e2e.support import REPO, e2e_config, ledger_vs_paper
+from tests.e2e.farm import ZONE
+from tests.e2e.support import (
+    REPO,
+    e2e_config,
+    ledger_vs_paper,
+    seed_opening_coins,
+    seed_recorded_prices,
+    toml_text,
+)
+from tests.support.mosquitto import MosquittoBroker
 
 SPEED = 1440.0
 SEED = 20261123
-KILLS = 4
 
 
 class SimThread:
@@ -64,20 +75,59 @@ def _wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: fl
     raise AssertionError(f"{text!r} not in the daemon log after {timeout_s} s")
 
 
-@pytest.mark.timeout(300)
-def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(
-    data_dir: Path, tmp_path: Path
+@pytest.mark.timeout(240)
+def test_sigkill_twice_loses_nothing_and_duplicates_nothing(
+    data_dir: Path, tmp_path: Path, mosquitto: MosquittoBroker
 ) -> None:
+    """Two kills at seeded moments in the first seconds of a run (the fast suite)."""
+    kill_and_check(data_dir, tmp_path, mosquitto, kills=2, alive_s=(1.0, 6.0), last_s=6.0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(
+    data_dir: Path, tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    """Six kills anywhere in runs of up to 20 s (replans, ticks, reports under way)."""
+    kill_and_check(data_dir, tmp_path, mosquitto, kills=6, alive_s=(1.0, 20.0), last_s=20.0)
+
+
+def kill_and_check(
+    data_dir: Path,
+    tmp_path: Path,
+    mosquitto: MosquittoBroker,
+    *,
+    kills: int,
+    alive_s: tuple[float, float],
+    last_s: float,
+) -> None:
+    """Start, SIGKILL after a seeded random time, restart, `kills` times; then check it all."""
     if not (data_dir / "electricity" / "ercot").is_dir():
         pytest.skip("shared ERCOT prices absent")
     rnd = random.Random(SEED)
     fleet = SimThread(8)
     try:
-        config = e2e_config(fleet.sim, tmp_path, max_order_btc=0.002, max_sold_per_day_btc=0.02)
-        config_path = tmp_path / "farm.json"
-        config_path.write_text(config.model_dump_json(exclude_none=True))
-        nominal = sum(r.model.nominal_ths for r in fleet.sim.rigs)
+        # A decision every tick: many small orders.
+        config = e2e_config(
+            fleet.sim,
+            tmp_path,
+            {"decision_interval_minutes": 5},
+            max_order_btc=0.002,
+            max_sold_per_day_btc=0.03,
+        )
+        raw = config.model_dump(mode="json", exclude_none=True)
+        raw["mqtt"] = raw["mqtt"] | {"enabled": True, "host": "127.0.0.1", "port": mosquitto.port}
+        raw["electricity"] = raw["electricity"] | {"api_url": "http://127.0.0.1:9/unreachable"}
+        raw["planner"] = raw["planner"] | {"hashprice_usd_per_th_day": 0.049}
+        config_path = tmp_path / "farm.toml"
+        config_path.write_text(toml_text(raw))
         start, epoch = DEMO_DAY + timedelta(hours=6), time.time()
+        database_url = config.database_url(tmp_path)
+        assert seed_recorded_prices(database_url, data_dir, ZONE, start) > 4000
+        # A month of twenty such fleets' coins: many small orders, so kills land around them.
+        nominal = sum(r.model.nominal_ths for r in fleet.sim.rigs)
+        coins = Decimal(f"{20 * nominal * 30 * 1e12 / 8.0e20 * 450:.8f}")
+        seed_opening_coins(database_url, tmp_path / "paper-paper.json", coins, start)
         env = os.environ | {"PYTHONPATH": str(REPO)}
         launches: list[datetime] = []
         telemetry_after_kill: list[int] = []
@@ -87,26 +137,22 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(
             with engine.connect() as conn:
                 return int(conn.scalar(select(func.count()).select_from(RigTelemetry)) or 0)
 
-        for run in range(KILLS + 1):
+        for run in range(kills + 1):
             log = tmp_path / f"daemon-{run}.log"
             launches.append(start + timedelta(seconds=(time.time() - epoch) * SPEED))
             with log.open("wb") as out:
                 proc = subprocess.Popen(
                     [
-                        sys.executable,
-                        "-m",
-                        "tests.e2e.farm",
+                        str(Path(sys.executable).parent / "farmctl"),
+                        "run",
+                        "--config",
                         str(config_path),
-                        "--data-dir",
-                        str(data_dir),
                         "--clock-start",
                         start.isoformat(),
                         "--clock-speed",
                         str(SPEED),
                         "--clock-epoch",
                         repr(epoch),
-                        "--opening-ths",
-                        str(nominal),
                     ],
                     cwd=REPO,
                     env=env,
@@ -115,8 +161,8 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(
                 )
             try:
                 _wait_for(log, "gateway running", proc, timeout_s=90)
-                if run < KILLS:
-                    time.sleep(rnd.uniform(1.0, 7.0))
+                if run < kills:
+                    time.sleep(rnd.uniform(*alive_s))
                     before = telemetry_rows()
                     proc.send_signal(signal.SIGKILL)
                     proc.wait(10)
@@ -125,7 +171,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(
                     assert after >= before
                     telemetry_after_kill.append(after)
                 else:
-                    time.sleep(8.0)
+                    time.sleep(last_s)
                     proc.send_signal(signal.SIGTERM)
                     assert proc.wait(60) == 0, log.read_text()[-3000:]
             finally:
@@ -159,7 +205,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(
     rigs = len(config.rigs)
     assert all(n == rigs for _, n in batches), "a poll batch was stored in part"
     # Every poll recorded as done has its batch (a kill may add a batch without its record).
-    assert len(batches) >= polls_ok
+    assert len(batches) >= (polls_ok or 0) > 0
     times = sorted(t.replace(tzinfo=UTC) if t.tzinfo is None else t for t, _ in batches)
     bounds = [*launches[1:], datetime.max.replace(tzinfo=UTC)]
     poll_every = timedelta(seconds=SPEED * 1.0)  # one real second, in farm time
@@ -201,4 +247,4 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(
         assert cloid in view["ledger_orders"], f"venue order {cloid} unknown to the ledger"
         assert view["ledger_orders"][cloid][0] == filled
     assert not any("duplicate" in (s or "") for _, s in view["ledger_orders"].values())
-    assert any(filled > 0 for filled in view["venue_orders"].values()), "nothing was sold"
+    assert sum(1 for filled in view["venue_orders"].values() if filled > 0) >= 2, view
