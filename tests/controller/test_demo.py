@@ -39,9 +39,8 @@ async def test_short_demo_run(tmp_path: Path) -> None:
         rows = list(csv.DictReader(f))
     assert {r["desired"] for r in rows} <= {"hashing", "curtailed"}
     planned = {r["rig"] for r in rows}
-    assert planned and planned <= {
-        f"{family}-{i:02d}" for family in demo_fleet(8) for i in range(8)
-    }
+    fleet = {f"{family}-{i:02d}" for family in demo_fleet(8) for i in range(8)}
+    assert planned and planned <= fleet | {f"mqtt-rig-{i}" for i in range(1, mqtt_rigs + 1)}
     # Every curtail the reconcile job sent matched a curtailed slot of the plan.
     if result.curtail_actions:
         assert any(r["desired"] == "curtailed" for r in rows)
