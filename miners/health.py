@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+import hardware
 from miners.fleet import rig_key
 from miners.status import RigStatus
 
@@ -135,6 +136,15 @@ class FanStopped:
             return None if status.state == "offline" else False
         if not status.fans_rpm:
             return None
+        model = hardware.lookup(status.model)
+        if model is not None and model.fans is not None:
+            # Controllers report empty fan headers too (Braiins OS lists 4 slots on a 2-fan S9):
+            # judge the number of fans running against the number the model has.
+            running = sum(1 for rpm in status.fans_rpm if rpm > 0)
+            if running >= model.fans:
+                return False
+            if len(status.fans_rpm) != model.fans:
+                return f"{model.fans - running} of {model.fans} fans stopped while hashing"
         stopped = [i for i, rpm in enumerate(status.fans_rpm) if rpm <= 0]
         if stopped:
             return f"fan(s) {', '.join(map(str, stopped))} stopped while hashing"

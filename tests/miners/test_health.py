@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +175,21 @@ def test_default_rules_and_validation() -> None:
         HealthMonitor([Offline(), Offline()])
     with pytest.raises(ValueError, match="timezone-aware"):
         HealthMonitor([Offline()]).evaluate([s19pro()], datetime(2026, 11, 23, 12, 0))
+
+
+def test_fan_rule_counts_fans_against_the_model(miner_responses: Path) -> None:
+    """Braiins OS on an S9 reports four fan headers, two empty: not a stopped fan. One of the
+    two real fans at 0 is."""
+    from miners.decode import decode_file
+    from miners.health import FanStopped
+
+    decoded = decode_file(miner_responses / "braiins" / "fans_bosminer_plus_s9.json")
+    fans = decoded.fields["fans_rpm"]
+    assert fans == [2820, 3780, 0, 0]
+    rule = FanStopped()
+    hashing = RigStatus(state="hashing", model="Antminer S9", fans_rpm=fans)
+    assert rule.check(hashing) is False
+    one_dead = RigStatus(state="hashing", model="Antminer S9", fans_rpm=[2820, 0, 0, 0])
+    assert rule.check(one_dead) == "1 of 2 fans stopped while hashing"
+    unknown_model = RigStatus(state="hashing", model="Mystery 9000", fans_rpm=[2820, 0])
+    assert rule.check(unknown_model) == "fan(s) 1 stopped while hashing"
