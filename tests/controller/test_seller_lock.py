@@ -1,0 +1,184 @@
+"""The seller lock on the real PostgreSQL: one holder, takeover after SIGKILL, never two at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from controller.seller_lock import SellerGate, SellerLock, account_key, lock_id
+
+REPO = Path(__file__).resolve().parents[2]
+KEY = account_key("kraken", "main")
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    import sqlalchemy as sa
+    from controller.seller_lock import SellerLock
+    lock = SellerLock(sa.create_engine(sys.argv[1]), sys.argv[2])
+    assert lock.try_acquire(), "holder could not take a free lock"
+    print("held", flush=True)
+    while True:
+        assert lock.held()
+        time.sleep(0.05)
+    """
+)
+
+
+def _holder(url: str, key: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, url, key],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_lock_id_is_stable_and_distinct() -> None:
+    assert lock_id(KEY) == lock_id("kraken:main")
+    assert lock_id(KEY) != lock_id(account_key("kraken", "second"))
+    assert -(2**63) <= lock_id(KEY) < 2**63
+    assert account_key("bitstamp", "acct1") == "bitstamp:acct1"
+
+
+def test_second_gateway_cannot_take_a_held_lock(postgres_url: str) -> None:
+    first = SellerLock(sa.create_engine(postgres_url), KEY)
+    second = SellerLock(sa.create_engine(postgres_url), KEY)
+    other_account = SellerLock(sa.create_engine(postgres_url), account_key("kraken", "second"))
+    try:
+        assert first.try_acquire()
+        assert first.try_acquire()  # re-asking keeps it
+        assert not second.try_acquire()
+        assert not second.held()
+        assert other_account.try_acquire()  # another account has its own seller
+        assert first.held()
+        first.release()
+        assert not first.held()
+        assert second.try_acquire()
+        assert not first.try_acquire()
+    finally:
+        for lock in (first, second, other_account):
+            lock.release()
+
+
+def test_terminated_session_means_not_held(postgres_url: str) -> None:
+    """A connection the server dropped (here: an admin kills the backend) reports the lock gone."""
+    engine = sa.create_engine(postgres_url)
+    lock = SellerLock(engine, KEY)
+    try:
+        assert lock.try_acquire()
+        assert lock._conn is not None
+        pid = lock._conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.begin() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        assert not lock.held()
+        other = SellerLock(sa.create_engine(postgres_url), KEY)
+        assert other.try_acquire()
+        assert not lock.try_acquire()
+        other.release()
+        assert lock.try_acquire()  # reconnects and takes it again
+    finally:
+        lock.release()
+
+
+def test_sigkilled_holder_is_replaced_within_bound(postgres_url: str) -> None:
+    proc = _holder(postgres_url, KEY)
+    standby = SellerLock(sa.create_engine(postgres_url), KEY)
+    try:
+        for _ in range(5):
+            assert not standby.try_acquire()
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        while not standby.try_acquire():
+            assert time.monotonic() - killed < 5.0, "standby did not take over within 5 s"
+            time.sleep(0.02)
+        takeover_s = time.monotonic() - killed
+        print(f"takeover after SIGKILL: {takeover_s * 1000:.0f} ms")
+        # The kernel closes a killed process's socket: the server frees the lock at once.
+        assert takeover_s < 1.0
+        assert standby.held()
+    finally:
+        proc.kill()
+        proc.wait()
+        standby.release()
+
+
+def test_never_two_holders_while_they_change_hands(postgres_url: str) -> None:
+    """Two gateways keep asking while the lock changes hands twice; no poll sees two holders."""
+    gates = [SellerGate(sa.create_engine(postgres_url), [KEY]) for _ in range(2)]
+    proc = _holder(postgres_url, KEY)
+
+    def poll(until: float, stop_when_held: bool) -> tuple[bool, bool]:
+        while True:
+            states = (gates[0].ensure(), gates[1].ensure())
+            assert not all(states), "two sellers at once"
+            if (stop_when_held and any(states)) or time.monotonic() > until:
+                return states
+            time.sleep(0.01)
+
+    try:
+        assert poll(time.monotonic() + 0.3, False) == (False, False)  # the subprocess sells
+        proc.kill()
+        proc.wait()
+        first = poll(time.monotonic() + 5.0, True)
+        assert any(first)
+        seller, standby = (gates[0], gates[1]) if first[0] else (gates[1], gates[0])
+        assert (seller.role, standby.role) == ("seller", "standby")
+        seller.release()  # a clean shutdown: the standby takes over on its next try
+        deadline = time.monotonic() + 2.0
+        while not standby.ensure():
+            assert time.monotonic() < deadline
+        states = poll(time.monotonic() + 0.3, False)
+        assert states == ((True, False) if standby is gates[0] else (False, True))
+        assert sum(g.takeovers for g in gates) == 2
+    finally:
+        proc.kill()
+        proc.wait()
+        for gate in gates:
+            gate.release()
+
+
+def test_gate_holds_every_account_or_none(postgres_url: str) -> None:
+    engine = sa.create_engine(postgres_url)
+    blocker = SellerLock(engine, account_key("bitstamp", "b"))
+    gate = SellerGate(engine, [account_key("kraken", "k"), account_key("bitstamp", "b")])
+    rival = SellerLock(sa.create_engine(postgres_url), account_key("kraken", "k"))
+    try:
+        assert blocker.try_acquire()
+        assert not gate.ensure()
+        assert gate.role == "standby"
+        assert rival.try_acquire()  # the gate gave back the kraken lock it could take
+        rival.release()
+        blocker.release()
+        assert gate.ensure()
+        assert gate.role == "seller" and gate.takeovers == 1
+    finally:
+        for lock in (blocker, rival):
+            lock.release()
+        gate.release()
+
+
+def test_sqlite_lock_is_process_local(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'farm.db'}")
+    first, second = SellerLock(engine, KEY), SellerLock(engine, KEY)
+    assert first.try_acquire() and first.held()
+    assert not second.try_acquire() and not second.held()
+    first.release()
+    assert second.try_acquire()
+    second.release()
+    # Another database file is another farm: its lock is independent.
+    other = SellerLock(sa.create_engine(f"sqlite:///{tmp_path / 'other.db'}"), KEY)
+    assert other.try_acquire()
+    other.release()
