@@ -9,10 +9,12 @@ its MAC: when a MAC shows up at another address the poller follows it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -160,6 +162,33 @@ def offline_status(target: Target, reason: str, last_good: RigStatus | None) -> 
     )
 
 
+# A sweep allocates tens of thousands of containers per second (parsed replies, statuses), nearly
+# all freed by reference counting; at the stock gen0 threshold (700) the cyclic collector runs
+# ~130 times per 1,000 rigs and took 12-15 % of the poller's CPU. A sweep raises gen0 to this
+# and restores the previous thresholds when the last concurrent sweep ends.
+SWEEP_GC_GEN0 = 20_000
+_gc_sweeps = 0
+_gc_saved: tuple[int, int, int] | None = None
+
+
+@contextlib.contextmanager
+def _sweep_gc() -> Iterator[None]:
+    global _gc_sweeps, _gc_saved
+    if _gc_sweeps == 0:
+        _gc_saved = gc.get_threshold()
+        gen0, gen1, gen2 = _gc_saved
+        if gen0:  # 0 means the application disabled automatic collection: leave it so
+            gc.set_threshold(max(gen0, SWEEP_GC_GEN0), gen1, gen2)
+    _gc_sweeps += 1
+    try:
+        yield
+    finally:
+        _gc_sweeps -= 1
+        if _gc_sweeps == 0 and _gc_saved is not None:
+            gc.set_threshold(*_gc_saved)
+            _gc_saved = None
+
+
 async def _default_driver_factory(host: str, port: int) -> RigDriver:
     # Imported lazily: detection pulls in every driver, the poller core does not need them.
     from miners.detect import make_driver
@@ -299,8 +328,13 @@ class FleetPoller:
     async def poll_once(self, deadline_s: float = 10.0) -> list[RigStatus]:
         """Poll every target once; returns one status per target in target order.
 
-        Every rig is finished (read, or marked offline) within `deadline_s` seconds.
+        Every rig is finished (read, or marked offline) within `deadline_s` seconds. While it
+        runs, the cyclic GC's gen0 threshold is raised to `SWEEP_GC_GEN0` (restored after).
         """
+        with _sweep_gc():
+            return await self._poll_once(deadline_s)
+
+    async def _poll_once(self, deadline_s: float) -> list[RigStatus]:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         deadline = loop.time() + deadline_s
