@@ -16,9 +16,10 @@ Two sellers at once are prevented by the lock plus the ledger: a gateway that ha
 database cannot write the `intent` row the executor commits before any order reaches a venue,
 so it cannot place an order; `held()` is checked at the start of every treasury tick.
 
-On SQLite the database belongs to one gateway by definition (a file on its own disk): the lock
-is process-local, so it always succeeds for the first holder in the process, and two holders
-in one process (tests, the demo) still exclude each other.
+On SQLite the database belongs to one gateway by definition (a file on its own disk, one
+`farmctl run` per file): there is no second gateway to exclude, so the lock always succeeds.
+It is deliberately not exclusive inside the process either: an in-process restart (tests, the
+demo) builds a new treasury while the old object may still be alive, and must sell.
 """
 
 from __future__ import annotations
@@ -35,9 +36,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
-
-_LOCAL_HOLDERS: dict[tuple[str, int], int] = {}  # (database, lock id) -> id() of the holder
-_LOCAL_GUARD = threading.Lock()
 
 
 class SellerLockError(RuntimeError):
@@ -140,7 +138,8 @@ class SellerLock:
         """Take the lock if it is free (True also when already held by us); never waits."""
         with self._mutex:
             if self.backend == "sqlite":
-                return self._local_acquire()
+                self._local = True
+                return True
             if self._conn is not None and self._alive_and_held():
                 return True
             try:
@@ -179,7 +178,7 @@ class SellerLock:
         """Give the lock up (clean shutdown); closing the session frees it on the server."""
         with self._mutex:
             if self.backend == "sqlite":
-                self._local_release()
+                self._local = False
                 return
             if self._conn is not None:
                 try:
@@ -190,22 +189,6 @@ class SellerLock:
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
-
-    # -- SQLite ------------------------------------------------------------------------------
-    def _local_slot(self) -> tuple[str, int]:
-        return (str(self._url.database), self.id)
-
-    def _local_acquire(self) -> bool:
-        with _LOCAL_GUARD:
-            holder = _LOCAL_HOLDERS.setdefault(self._local_slot(), id(self))
-            self._local = holder == id(self)
-            return self._local
-
-    def _local_release(self) -> None:
-        with _LOCAL_GUARD:
-            if _LOCAL_HOLDERS.get(self._local_slot()) == id(self):
-                del _LOCAL_HOLDERS[self._local_slot()]
-            self._local = False
 
 
 class SellerGate:
@@ -220,6 +203,11 @@ class SellerGate:
         self.since: float | None = None  # monotonic time the current role began
         self.takeovers = 0
 
+    @property
+    def keys(self) -> str:
+        """The accounts this gate sells on, comma-separated (for logs and the live view)."""
+        return ",".join(lock.key for lock in self.locks)
+
     def ensure(self) -> bool:
         """Hold every lock (taking those that are free); False, holding none, if any is taken."""
         if all(lock.held() for lock in self.locks):
@@ -230,14 +218,14 @@ class SellerGate:
             self._become("seller")
             log.info(
                 "seller lock acquired accounts=%s takeovers=%d",
-                ",".join(lock.key for lock in self.locks),
+                self.keys,
                 self.takeovers,
             )
             return True
         for lock in got:  # a half-held set would block the other gateway forever
             lock.release()
         if self.role == "seller":
-            log.warning("seller lock lost accounts=%s", ",".join(lk.key for lk in self.locks))
+            log.warning("seller lock lost accounts=%s", self.keys)
         self._become("standby")
         return False
 

@@ -36,6 +36,7 @@ import numpy as np
 from controller import jobs
 from controller.clock import hour_floor
 from controller.gateway import Gateway
+from controller.seller_lock import SellerGate, account_key
 
 if TYPE_CHECKING:
     from treasury.inflow import NetworkHistory
@@ -80,6 +81,7 @@ class TreasuryView:
     last_decision: str = ""
     last_skip: str | None = None
     last_error: str | None = None
+    seller: str = "standby"  # issue 8: "seller" while this gateway holds the accounts' lock
     price: float | None = None
     reports: list[Path] = field(default_factory=list)
 
@@ -215,6 +217,10 @@ class TreasuryService:
             (f.venue, f.trade_id) for f in self._all_fills()
         }
         self.hashprice = config.planner.hashprice_usd_per_th_day or 0.045
+        # Issue 8 (controller/seller_lock.py): one seller per exchange account across gateways.
+        self.seller = SellerGate(
+            gateway.engine, [account_key(v.exchange, v.id) for v in self.treasury.venues]
+        )
 
     # -- helpers ---------------------------------------------------------------------------
     def _all_fills(self) -> list[Any]:
@@ -239,6 +245,13 @@ class TreasuryService:
         from treasury.executor import Executor
         from treasury.tick import TickResult, run_tick
 
+        # Seller lock (issue 8): a standby skips the tick; the first tick after a takeover
+        # starts with executor.recover() below, before any new order.
+        if not self.seller.ensure():
+            self.view.seller = "standby"
+            log.info("treasury standby: another gateway sells accounts=%s", self.seller.keys)
+            return None
+        self.view.seller = "seller"
         last_bar = self._bar_index(hour_floor(now) - HOUR)  # the last bar complete by now
         if last_bar < self.settings.params.history_bars:
             raise TreasuryServiceError(
@@ -503,6 +516,8 @@ class TreasuryService:
 
     def daily_reports(self, now: datetime) -> list[str]:
         """Report every complete farm day since the last one reported; returns their labels."""
+        if not self.seller.ensure():  # issue 8: only the seller reports, so once per farm
+            return []
         today = now.astimezone(UTC).date()
         last = self.ledger.get_flag(self._flag("reported_through"))
         if last is None:

@@ -8,14 +8,22 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from controller.clock import Clock, hour_floor
+from controller.config import FarmConfig, load_config
+from controller.gateway import Gateway
 from controller.seller_lock import SellerGate, SellerLock, account_key, lock_id
+from controller.treasury_service import TreasuryService, synthetic_bars
+from treasury.ledger import Ledger
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = account_key("kraken", "main")
+START = hour_floor(datetime.now(UTC))
+FAR_PAST, FAR_FUTURE = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 
 HOLDER = textwrap.dedent(
     """
@@ -170,15 +178,75 @@ def test_gate_holds_every_account_or_none(postgres_url: str) -> None:
         gate.release()
 
 
-def test_sqlite_lock_is_process_local(tmp_path: Path) -> None:
+def test_sqlite_lock_always_succeeds(tmp_path: Path) -> None:
+    """One SQLite file is one gateway: no rival exists, and an in-process restart must sell."""
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'farm.db'}")
-    first, second = SellerLock(engine, KEY), SellerLock(engine, KEY)
-    assert first.try_acquire() and first.held()
-    assert not second.try_acquire() and not second.held()
-    first.release()
-    assert second.try_acquire()
-    second.release()
-    # Another database file is another farm: its lock is independent.
-    other = SellerLock(sa.create_engine(f"sqlite:///{tmp_path / 'other.db'}"), KEY)
-    assert other.try_acquire()
-    other.release()
+    old, restarted = SellerLock(engine, KEY), SellerLock(engine, KEY)
+    assert old.try_acquire() and old.held()
+    assert restarted.try_acquire() and restarted.held()
+    restarted.release()
+    assert not restarted.held()
+    gate = SellerGate(engine, [KEY, account_key("paper", "paper")])
+    assert gate.ensure() and gate.role == "seller" and gate.keys == "kraken:main,paper:paper"
+
+
+def _treasury(postgres_url: str, base: Path, site: str) -> TreasuryService:
+    """One gateway's treasury (paper venue of its own) on the shared PostgreSQL database."""
+    raw = load_config(REPO / "config" / "farm.example.toml").model_dump(
+        mode="json", exclude_none=True
+    )
+    raw["database"] = raw.get("database", {}) | {"url": postgres_url}
+    raw["farm"]["data_dir"] = str(base / "data")
+    raw["metrics"] = {"enabled": False}
+    # Prices far above the band: the strategy wants every coin in fiat, so a seller sells.
+    raw["treasury"]["strategy"] |= {
+        "band_method": "fixed",
+        "pmin": 1000.0,
+        "pmax": 2000.0,
+        "band_lookback_hours": 48,
+    }
+    raw["treasury"]["risk"] |= {"max_order_btc": 0.01, "max_sold_per_day_btc": 1.0}
+    config = FarmConfig.model_validate(raw)
+    gateway = Gateway(config, base_dir=base, clock=Clock(), sites=[site])
+    bars = synthetic_bars(START - timedelta(days=5), 24 * 8)
+    return TreasuryService(gateway, bars=bars, price_source="synthetic (test)")
+
+
+def test_two_gateways_sharing_postgresql_only_one_sells(postgres_url: str, tmp_path: Path) -> None:
+    """Two gateways' treasuries tick on one database and one exchange account: one sells, the
+    other stays on standby; when the seller stops, the standby takes over, reconciles the open
+    orders by client order id and sells from its next tick."""
+    first = _treasury(postgres_url, tmp_path / "gw1", "west")
+    second = _treasury(postgres_url, tmp_path / "gw2", "west")
+    # One exchange account seen by both gateways (what two gateways on one ccxt account share).
+    second.venues = first.venues
+    venue = first.venues[0]
+    ledger = Ledger(first.gateway.engine)
+    try:
+        first.credit_opening(20_000.0, 30, START)
+        for hour in range(3):
+            now = START + timedelta(hours=hour, minutes=5)
+            assert first.tick(now) is not None and first.view.seller == "seller"
+            assert second.tick(now) is None and second.view.seller == "standby"
+        placed = ledger.orders()
+        assert placed, "the seller placed no order"
+        assert second.view.last_tick is None  # the standby never ran a tick
+        left_open = {o.client_order_id for o in ledger.unresolved_orders()}
+        assert left_open, "the first seller's last order rests on the venue until the next bar"
+        first.seller.release()  # the first gateway stops (its death frees the lock the same way)
+        now = START + timedelta(hours=3, minutes=5)
+        result = second.tick(now)
+        assert second.view.seller == "seller" and second.seller.takeovers == 1
+        assert result is not None and result.skipped is None
+        # Recovery came first: the orders the first seller left open are final now.
+        for cloid in left_open:
+            record = ledger.get_order(cloid)
+            assert record is not None and record.is_final, record
+        assert len(ledger.orders()) > len(placed)  # the new seller sells
+        assert first.tick(now + timedelta(hours=1)) is None and first.view.seller == "standby"
+        assert sum(f.amount for f in ledger.fills_between(FAR_PAST, FAR_FUTURE, side="sell")) > 0
+        assert venue.fetch_balance()["USD"].total > 0
+    finally:
+        for service in (first, second):
+            service.seller.release()
+            service.gateway.engine.dispose()
