@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from controller.clock import Clock, hour_floor
 from controller.config import FarmConfig, load_config
 from controller.gateway import Gateway
-from controller.seller_lock import SellerGate, SellerLock, account_key, lock_id
+from controller.seller_lock import KeepAlive, SellerGate, SellerLock, account_key, lock_id
 from controller.treasury_service import TreasuryService, synthetic_bars
 from treasury.ledger import Ledger
 
@@ -80,6 +80,27 @@ def test_second_gateway_cannot_take_a_held_lock(postgres_url: str) -> None:
     finally:
         for lock in (first, second, other_account):
             lock.release()
+
+
+def test_lock_session_carries_the_keepalive_bound(postgres_url: str) -> None:
+    """The server drops a vanished holder's session within idle + interval * count seconds."""
+    lock = SellerLock(sa.create_engine(postgres_url), KEY, KeepAlive(7, 2, 4))
+    try:
+        assert lock.try_acquire()
+        assert lock._conn is not None
+        shown = {
+            name: lock._conn.execute(sa.text(f"SHOW {name}")).scalar_one()
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        }
+        assert shown == {
+            "tcp_keepalives_idle": "7",
+            "tcp_keepalives_interval": "2",
+            "tcp_keepalives_count": "4",
+        }
+        assert lock.keepalive.bound_s == 15
+        assert lock._conn.execute(sa.text("SHOW tcp_user_timeout")).scalar_one() == "15000"  # ms
+    finally:
+        lock.release()
 
 
 def test_terminated_session_means_not_held(postgres_url: str) -> None:
