@@ -217,6 +217,7 @@ class TreasuryService:
             (f.venue, f.trade_id) for f in self._all_fills()
         }
         self.hashprice = config.planner.hashprice_usd_per_th_day or 0.045
+        self.undelivered: dict[str, str] = {}
         # Issue 8 (controller/seller_lock.py): one seller per exchange account across gateways.
         self.seller = SellerGate(
             gateway.engine, [account_key(v.exchange, v.id) for v in self.treasury.venues]
@@ -480,7 +481,7 @@ class TreasuryService:
         start = datetime.combine(start.astimezone(UTC).date(), datetime.min.time(), UTC)
         last = (end - timedelta(microseconds=1)).astimezone(UTC).date()
         end = datetime.combine(last, datetime.min.time(), UTC) + timedelta(days=1)
-        from controller.cli.sales_cmd import report_files, send_report
+        from controller.cli.sales_cmd import report_files
         from treasury.reports import Period, plot_png, prices_from_bars, report_from_ledger
 
         lo, hi = self._bar_index(start - HOUR * 24), self._bar_index(end)
@@ -500,14 +501,58 @@ class TreasuryService:
             plot = self.reports_dir / f"{label}.png"
             plot.write_bytes(plot_png(report, points))
             written[plot.name] = plot
+        self.undelivered = {}
         if send:
-            results = send_report(self.config, self.gateway.engine, report, files)
-            log.info("sale report sent label=%s channels=%s", label, results)
-            failed = {k: v for k, v in results.items() if v}
-            if failed:
-                self.alert("report_not_delivered", f"sale report {label}: {failed}")
+            self.undelivered = self._deliver(report, files, label)
+            if self.undelivered:
+                self.alert("report_not_delivered", f"sale report {label}: {self.undelivered}")
         self.view.reports = list(written.values())
         return written
+
+    def _deliver(self, report: Any, files: dict[str, bytes], label: str) -> dict[str, str]:
+        """Send the report to each configured channel that does not have it yet; returns the
+        channels that failed (retried on the next run, the others are not sent it twice)."""
+        from controller.mqtt.outbox import enqueue
+        from controller.notify import Message, Notifier, channels_from_config
+        from treasury.reports import summary_fields, summary_text
+
+        msg_id = f"sale-report-{label}"  # as `farmctl report --send`: one MQTT message per day
+        engine = self.gateway.engine
+
+        def publish(topic: str, payload: bytes) -> None:
+            # Through the outbox: the MQTT dispatcher delivers it, even after a restart.
+            with engine.begin() as conn:
+                enqueue(conn, topic, payload, msg_id, qos=1, confirm=True)
+
+        title, text = summary_text(report)
+        mime = {"csv": "text/csv", "html": "text/html", "json": "application/json"}
+        attachments = tuple((n, b, mime[n.rsplit(".", 1)[1]]) for n, b in files.items())
+        message = Message(
+            "report", title, text, fields=summary_fields(report), attachments=attachments
+        )
+        flag = self._flag(f"report_sent:{label}")
+        sent = set(json.loads(self.ledger.get_flag(flag) or "[]"))
+        failed: dict[str, str] = {}
+        for channel in channels_from_config(self.config.reports, publish):
+            if channel.name in sent:
+                continue
+            error = Notifier([channel]).send(message)[channel.name]
+            if error is None:
+                sent.add(channel.name)
+                self.ledger.set_flag(flag, json.dumps(sorted(sent)))
+            else:
+                failed[channel.name] = error
+        log.info("sale report label=%s delivered=%s failed=%s", label, sorted(sent), failed)
+        return failed
+
+    def report_due(self, now: datetime) -> bool:
+        """Whether a complete farm day still waits for its report (or a failed delivery)."""
+        yesterday = now.astimezone(UTC).date() - timedelta(days=1)
+        last = self.reported_through()
+        if last is not None:
+            return last < yesterday
+        first = self.ledger.get_flag(self._flag("first_day"))
+        return first is not None and date.fromisoformat(first) <= yesterday
 
     def reported_through(self) -> date | None:
         """The last farm day whose sale report was written and sent."""
@@ -533,8 +578,10 @@ class TreasuryService:
         while day < today:
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
             self.report(start, start + timedelta(days=1), day.isoformat(), send=True)
-            # Marked after sending: a kill in between sends it again (the MQTT message id is
-            # the period, so subscribers see it once).
+            if self.undelivered:  # the treasury job retries it on its next run
+                break
+            # Marked after sending: a kill in between sends it again to the channels not yet
+            # marked (the MQTT message id is the day, so subscribers see it once).
             self.ledger.set_flag(self._flag("reported_through"), day.isoformat())
             done.append(day.isoformat())
             day += timedelta(days=1)
@@ -633,6 +680,9 @@ def attach_treasury(
         try:
             await asyncio.to_thread(service.tick, gw.clock.now())
             service.view.last_error = None
+            # A day whose report is not out yet (or a channel failed): send it now, not a day on.
+            if await asyncio.to_thread(service.report_due, gw.clock.now()):
+                await asyncio.to_thread(service.daily_reports, gw.clock.now())
         except Exception as exc:
             service.view.last_error = f"{type(exc).__name__}: {exc}"
             service.alert("tick_failed", service.view.last_error)
