@@ -317,7 +317,7 @@ async def run_demo(
             result.rigs_by_state[status.state] = result.rigs_by_state.get(status.state, 0) + 1
         result.files.update(write_outputs(out, gateway, planner, state))
         if treasury is not None:  # the sale report of the demo's farm span, with its plot
-            label = f"sales-{start:%Y%m%dT%H%M}"
+            label = f"sales-{start:%Y-%m-%d}"
             written = await asyncio.to_thread(
                 treasury.report, start, result.farm_end, label, send=False, png=True
             )

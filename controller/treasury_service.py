@@ -414,9 +414,10 @@ class TreasuryService:
         per_hour = coins_per_th_hour(self.network, at.date(), price, self.hashprice)
         amount = Decimal(f"{fleet_ths * per_hour * 24 * days:.8f}")
         reference = f"opening:{self.key}"
-        # One second before `at`: outside any report period that starts at `at`.
+        # Before the UTC day of `at`: outside every (whole-day) report from `at` on.
+        received = datetime.combine(at.astimezone(UTC).date(), datetime.min.time(), UTC)
         if amount > 0 and self.ledger.record_deposit(
-            paper[0].name, reference, self.base, amount, at - timedelta(seconds=1), "estimate"
+            paper[0].name, reference, self.base, amount, received - timedelta(seconds=1), "estimate"
         ):
             paper[0].deposit(self.base, amount)
         self.refresh_view()
