@@ -16,7 +16,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 logger = logging.getLogger(__name__)
 
 GBM_WINDOW = 1456  # calibration days
-GBM_REFIT_EVERY = 14  # days between refits; forecasts use fresh d-1 features every day
+GBM_REFIT_EVERY = 7  # days between refits; forecasts use fresh d-1 features every day
 GBM_MAX_ITER = 200
 GBM_LOSS = "squared_error"
 

@@ -100,7 +100,7 @@ def evaluate(
     ] = "56,84,1092,1456",
     gbm_refit_every: Annotated[
         int, typer.Option(min=1, help="Days between gradient-boosting refits.")
-    ] = 14,
+    ] = 7,
 ) -> None:
     """Run the 728-day epftoolbox protocol (daily recalibration) and compare with the paper."""
     from forecasting.evaluate import (
