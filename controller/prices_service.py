@@ -164,3 +164,32 @@ def attach_site_planning(
 
     attach_planning(gateway, planner, ingest=ingest, on_plan=on_plan)
     return planner
+
+
+def hourly_energy_price(
+    engine: Engine, electricity: ElectricityConfig, timezone: str
+) -> Callable[[datetime], float | None]:
+    """The price the site pays for an hour (per MWh, delivery adder included), for the sale
+    reports' electricity cost: the fixed tariff, or the stored RT or DA price of that hour."""
+    if electricity.tariff == "fixed":
+        fixed = float(electricity.fixed_price_per_mwh or 0.0) + electricity.adder_per_mwh
+        return lambda _hour: fixed
+    market = stored_market_name(electricity)
+    kind = PriceKind.REAL_TIME if electricity.tariff == "real_time" else PriceKind.DAY_AHEAD
+
+    def price(hour: datetime) -> float | None:
+        try:
+            stored = load_prices(
+                engine,
+                market,
+                electricity.zone,
+                kind,
+                timezone,
+                start=hour,
+                end=hour + timedelta(hours=1),
+            )
+        except LookupError:
+            return None
+        return float(stored.prices.iloc[0]) + electricity.adder_per_mwh
+
+    return price

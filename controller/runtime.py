@@ -25,7 +25,7 @@ async def assembled_gateway(
 ) -> AsyncIterator[Gateway]:
     """A started gateway with every service attached; MQTT is stopped on exit."""
     from controller.mqtt_service import MqttService
-    from controller.prices_service import attach_site_planning
+    from controller.prices_service import attach_site_planning, hourly_energy_price, market_timezone
     from controller.treasury_service import attach_treasury
 
     gateway = Gateway(config, base_dir=base_dir, sites=sites, clock=clock)
@@ -46,7 +46,11 @@ async def assembled_gateway(
     await gateway.start()  # migrations first: the services below read their tables
     if mqtt is not None:
         mqtt.start()
-    attach_treasury(gateway, mqtt_publish=publish)
+    site = next(s for s in config.sites if s.id in gateway.sites)
+    energy_price = hourly_energy_price(
+        gateway.engine, config.electricity, market_timezone(config.electricity, site.timezone)
+    )
+    attach_treasury(gateway, mqtt_publish=publish, electricity_price=energy_price)
     attach_site_planning(gateway, on_plan=mqtt.publish_plan if mqtt is not None else None)
     try:
         yield gateway

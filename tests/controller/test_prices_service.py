@@ -18,7 +18,12 @@ from controller.config import parse_config
 from controller.daemon import serve
 from controller.gateway import Gateway
 from controller.planning import detach_planning
-from controller.prices_service import StoredPriceFeed, attach_site_planning, ingest_prices
+from controller.prices_service import (
+    StoredPriceFeed,
+    attach_site_planning,
+    hourly_energy_price,
+    ingest_prices,
+)
 from controller.storage import make_engine
 from controller.tables import JobRun, PlanSlot
 from tests.forecasting.test_ercot import _Api
@@ -52,6 +57,17 @@ def test_ingest_from_the_ercot_api_and_read_back(
     known = feed.known(now)
     assert known.loc[pd.Timestamp("2024-11-03 05:00", tz="UTC"), "rt"] == pytest.approx(35.6625)
     assert known["da"].notna().sum() == 25
+    # The sale reports' electricity cost prices each hour as the site pays it.
+    rt_site = config.electricity.model_copy(update={"adder_per_mwh": 5.0})
+    price = hourly_energy_price(engine, rt_site, "America/Chicago")
+    assert price(datetime(2024, 11, 3, 5, tzinfo=UTC)) == pytest.approx(35.6625 + 5.0)
+    assert price(datetime(2024, 11, 3, 6, tzinfo=UTC)) is None  # a real-time gap stays unknown
+    da_site = config.electricity.model_copy(update={"tariff": "day_ahead"})
+    assert hourly_energy_price(engine, da_site, "America/Chicago")(
+        datetime(2024, 11, 3, 7, tzinfo=UTC)
+    ) == pytest.approx(float(known.loc[pd.Timestamp("2024-11-03 07:00", tz="UTC"), "da"]))
+    fixed = config.electricity.model_copy(update={"tariff": "fixed", "fixed_price_per_mwh": 42.0})
+    assert hourly_energy_price(engine, fixed, "America/Chicago")(now) == 42.0
     engine.dispose()
 
 
