@@ -200,7 +200,7 @@ def kill_and_check(
                 select(JobRun.started_at).where(JobRun.job == "reconcile").order_by(JobRun.id)
             )
         ]
-        slots = conn.execute(select(PlanSlot.rig, PlanSlot.hour_start)).all()
+        slots = conn.execute(select(PlanSlot.rig, PlanSlot.hour_start, PlanSlot.plan_id)).all()
     engine.dispose()
     rigs = len(config.rigs)
     assert all(n == rigs for _, n in batches), "a poll batch was stored in part"
@@ -226,17 +226,24 @@ def kill_and_check(
         assert sum(1 for t in runs if t < first + timedelta(seconds=SPEED / 2)) == 1
 
     # -- the plan: one row per rig and hour, no hole in the planned horizon ------------------
-    per_rig: dict[str, list[datetime]] = defaultdict(list)
+    # (Hours the daemon was down for longer than a plan reached have no row: that is history,
+    # not a hole. Every stored plan's own hours, and the newest plan's horizon, are whole.)
+    per_plan: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     seen = set()
-    for rig, hour in slots:
+    for rig, hour, plan_id in slots:
         assert (rig, hour) not in seen
         seen.add((rig, hour))
-        per_rig[rig].append(hour)
-    assert per_rig, "no plan was stored"
-    for rig, hours in per_rig.items():
+        per_plan[(rig, plan_id)].append(hour)
+    assert per_plan, "no plan was stored"
+    newest = max(plan_id for _, plan_id in per_plan)
+    for (rig, plan_id), hours in per_plan.items():
         hours.sort()
         span = int((hours[-1] - hours[0]).total_seconds() // 3600) + 1
-        assert span == len(hours), f"{rig}: plan has holes"
+        assert span == len(hours), f"{rig}: plan {plan_id} has holes"
+    for rig in {r for r, _ in per_plan}:
+        first = min(per_plan.get((rig, newest), [datetime.max]))
+        ahead = sorted(h for (r, _), hs in per_plan.items() if r == rig for h in hs if h >= first)
+        assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(ahead)), rig
 
     # -- treasury: no order twice, ledger == venue -------------------------------------------
     view = ledger_vs_paper(config.database_url(tmp_path), tmp_path / "paper-paper.json")
