@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from miners.status import RIG_STATES, RigStatus
 
@@ -23,29 +23,72 @@ class RigLabels:
     model: str
 
 
+class _RigSeries:
+    """Per-rig series built from the latest poll at scrape time.
+
+    A gauge child per rig, state and fan would keep ~14 Python objects per rig alive between
+    scrapes (tens of MB for a large site); the collector keeps one reference to the last poll
+    and builds the families only when Prometheus asks.
+    """
+
+    def __init__(self) -> None:
+        self.statuses: Mapping[str, RigStatus] = {}
+        self.labels: Mapping[str, RigLabels] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        """Every per-rig family for the last poll (a rig's unreadable field has no sample)."""
+        families = {
+            "hashrate": GaugeMetricFamily(
+                "farmctl_rig_hashrate_ths", "Rig hashrate, TH/s", labels=RIG_LABELS
+            ),
+            "power": GaugeMetricFamily(
+                "farmctl_rig_power_watts", "Rig power draw, W", labels=RIG_LABELS
+            ),
+            "efficiency": GaugeMetricFamily(
+                "farmctl_rig_efficiency_jth", "Rig efficiency, J/TH", labels=RIG_LABELS
+            ),
+            "temp": GaugeMetricFamily(
+                "farmctl_rig_temperature_celsius", "Hottest board temperature", labels=RIG_LABELS
+            ),
+            "up": GaugeMetricFamily(
+                "farmctl_rig_up", "1 when the rig answered the last poll", labels=RIG_LABELS
+            ),
+        }
+        fans = GaugeMetricFamily("farmctl_rig_fan_rpm", "Fan speed", labels=(*RIG_LABELS, "fan"))
+        states = GaugeMetricFamily(
+            "farmctl_rig_state", "1 for the rig's current state", labels=(*RIG_LABELS, "state")
+        )
+        for name, status in self.statuses.items():
+            place = self.labels[name]
+            key = [place.site, place.rack, place.rig, status.mac or "", status.model or place.model]
+            temps = [b.temp_c for b in status.boards if b.temp_c is not None]
+            values = {
+                "hashrate": status.hashrate_ths,
+                "power": status.power_w,
+                "efficiency": status.efficiency_jth,
+                "temp": max(temps) if temps else None,
+                "up": 0.0 if status.state in ("offline", "error") else 1.0,
+            }
+            for field, value in values.items():
+                if value is not None:
+                    families[field].add_metric(key, value)
+            for index, rpm in enumerate(status.fans_rpm):
+                fans.add_metric([*key, str(index)], rpm)
+            for state in RIG_STATES:
+                states.add_metric([*key, state], 1.0 if status.state == state else 0.0)
+        yield from families.values()
+        yield fans
+        yield states
+
+
 class FarmMetrics:
     """All of farmctl's series on a private registry (so tests can run several gateways)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.hashrate = Gauge(
-            "farmctl_rig_hashrate_ths", "Rig hashrate, TH/s", RIG_LABELS, registry=r
-        )
-        self.power = Gauge("farmctl_rig_power_watts", "Rig power draw, W", RIG_LABELS, registry=r)
-        self.efficiency = Gauge(
-            "farmctl_rig_efficiency_jth", "Rig efficiency, J/TH", RIG_LABELS, registry=r
-        )
-        self.temp = Gauge(
-            "farmctl_rig_temperature_celsius", "Hottest board temperature", RIG_LABELS, registry=r
-        )
-        self.fan = Gauge("farmctl_rig_fan_rpm", "Fan speed", (*RIG_LABELS, "fan"), registry=r)
-        self.state = Gauge(
-            "farmctl_rig_state", "1 for the rig's current state", (*RIG_LABELS, "state"), registry=r
-        )
-        self.up = Gauge(
-            "farmctl_rig_up", "1 when the rig answered the last poll", RIG_LABELS, registry=r
-        )
+        self.rigs = _RigSeries()
+        r.register(self.rigs)
         self.farm_hashrate = Gauge(
             "farmctl_site_hashrate_ths", "Site hashrate, TH/s", ("site",), registry=r
         )
@@ -83,33 +126,16 @@ class FarmMetrics:
         )
         self.job_failures = Counter("farmctl_job_failures", "Failed job runs", ("job",), registry=r)
         self.job_runs = Counter("farmctl_job_runs", "Job runs", ("job",), registry=r)
-        self._known: dict[str, tuple[str, ...]] = {}
 
     def observe_rigs(
         self, statuses: Mapping[str, RigStatus], labels: Mapping[str, RigLabels]
     ) -> None:
-        """Update every per-rig and per-site series from one poll (rig name -> status)."""
+        """Take one poll (rig name -> status): per-rig series come from it at scrape time."""
+        self.rigs.statuses, self.rigs.labels = dict(statuses), labels
         sites: dict[str, dict[str, float]] = {}
         for name, status in statuses.items():
-            place = labels[name]
-            key = (place.site, place.rack, place.rig, status.mac or "", status.model or place.model)
-            previous = self._known.get(name)
-            if previous is not None and previous != key:
-                self._drop(previous)
-            self._known[name] = key
-            live = status.state not in ("offline", "error")
-            self.up.labels(*key).set(1 if live else 0)
-            for state in RIG_STATES:
-                self.state.labels(*key, state).set(1 if status.state == state else 0)
-            _set(self.hashrate, key, status.hashrate_ths)
-            _set(self.power, key, status.power_w)
-            _set(self.efficiency, key, status.efficiency_jth)
-            temps = [b.temp_c for b in status.boards if b.temp_c is not None]
-            _set(self.temp, key, max(temps) if temps else None)
-            for index, rpm in enumerate(status.fans_rpm):
-                self.fan.labels(*key, str(index)).set(rpm)
             site = sites.setdefault(
-                place.site, {"ths": 0.0, "w": 0.0} | dict.fromkeys(RIG_STATES, 0.0)
+                labels[name].site, {"ths": 0.0, "w": 0.0} | dict.fromkeys(RIG_STATES, 0.0)
             )
             site["ths"] += status.hashrate_ths or 0.0
             site["w"] += status.power_w or 0.0
@@ -119,12 +145,6 @@ class FarmMetrics:
             self.farm_power.labels(site_id).set(totals["w"])
             for state in RIG_STATES:
                 self.rigs_by_state.labels(site_id, state).set(totals[state])
-
-    def _drop(self, key: tuple[str, ...]) -> None:
-        for gauge in (self.hashrate, self.power, self.efficiency, self.temp, self.up):
-            _remove(gauge, key)
-        for state in RIG_STATES:
-            _remove(self.state, (*key, state))
 
     def observe_job(self, job: str, ended_at: float, duration_s: float, ok: bool) -> None:
         """Record one job run for the job-health series."""
@@ -142,16 +162,3 @@ class FarmMetrics:
     def serve(self, host: str, port: int) -> None:
         """Start the /metrics HTTP endpoint in a background thread."""
         start_http_server(port, addr=host, registry=self.registry)
-
-
-def _set(gauge: Gauge, key: tuple[str, ...], value: float | None) -> None:
-    # An unreadable field must not keep showing its last value: drop the series instead.
-    if value is None:
-        _remove(gauge, key)
-    else:
-        gauge.labels(*key).set(value)
-
-
-def _remove(gauge: Gauge, key: tuple[str, ...]) -> None:
-    with contextlib.suppress(KeyError):
-        gauge.remove(*key)
