@@ -233,7 +233,7 @@ def main() -> None:
     )
 
     parts = os.environ.get("BENCH_MINERS_PARTS", "fleet,pyasic,sweep").split(",")
-    sweep_concurrency = _env_int("BENCH_MINERS_SWEEP_CONCURRENCY", 1000)
+    sweep_concurrency = _env_int("BENCH_MINERS_SWEEP_CONCURRENCY", 2000)
     if "fleet" in parts:
         _fleet_vs_pyasic(n, n_pyasic, with_pyasic="pyasic" in parts)
     if "sweep" in parts:
