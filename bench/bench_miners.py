@@ -9,7 +9,8 @@
    replies as dicts, no parsing). pyasic takes an IP only; its RPC and web ports are set on the
    instances so it reaches the same simulated rigs.
 4. 10,000 rigs with 200 ms device latency (two simulator processes: one process's file limit
-   holds 5,000 rigs' RPC and web listeners): time of one warm sweep.
+   holds 5,000 rigs' RPC and web listeners): time of one warm sweep, with each rig's three
+   commands sent at once (`AntminerDriver.parallel_commands`; BENCH_MINERS_SWEEP_PARALLEL=0: not).
 
 Run: `python -m bench miners` (env BENCH_MINERS_RIGS, BENCH_MINERS_SWEEP_RIGS,
 BENCH_MINERS_PYASIC_RIGS to change the sizes). Only 127.0.0.1 is ever contacted.
@@ -97,15 +98,19 @@ async def _ours(
     warm_rounds: int,
     deadline_s: float,
     rig_timeout_s: float = 5.0,
+    parallel_commands: bool = False,
 ) -> dict[str, Any]:
     from miners.detect import driver_for
     from miners.driver import RigDriver
+    from miners.drivers.antminer import AntminerDriver
     from miners.fleet import FleetPoller, Target
 
-    drivers: dict[Target, RigDriver] = {
-        Target(HOST, r["port"]): driver_for("antminer", HOST, r["port"], http_port=r["http_port"])
-        for r in rigs
-    }
+    drivers: dict[Target, RigDriver] = {}
+    for r in rigs:
+        driver = driver_for("antminer", HOST, r["port"], http_port=r["http_port"])
+        assert isinstance(driver, AntminerDriver)
+        driver.parallel_commands = parallel_commands
+        drivers[Target(HOST, r["port"])] = driver
     poller = FleetPoller(
         list(drivers), drivers=drivers, concurrency=concurrency, rig_timeout_s=rig_timeout_s
     )
@@ -237,7 +242,9 @@ def main() -> None:
     if "fleet" in parts:
         _fleet_vs_pyasic(n, n_pyasic, with_pyasic="pyasic" in parts)
     if "sweep" in parts:
-        _sweep(n_sweep, sweep_concurrency)
+        # the sweep sends a rig's three commands at once (AntminerDriver.parallel_commands):
+        # one 200 ms device latency per rig instead of three; BENCH_MINERS_SWEEP_PARALLEL=0 not
+        _sweep(n_sweep, sweep_concurrency, os.environ.get("BENCH_MINERS_SWEEP_PARALLEL") != "0")
 
 
 def _fleet_vs_pyasic(n: int, n_pyasic: int, *, with_pyasic: bool) -> None:
@@ -279,15 +286,23 @@ def _fleet_vs_pyasic(n: int, n_pyasic: int, *, with_pyasic: bool) -> None:
         )
 
 
-def _sweep(n_sweep: int, concurrency: int) -> None:
+def _sweep(n_sweep: int, concurrency: int, parallel: bool) -> None:
     from miners.fleet import run_loop
 
     with simulator_processes(n_sweep, 200.0, processes=2) as rigs:
         sweep = run_loop(
-            _ours(rigs, concurrency=concurrency, warm_rounds=1, deadline_s=10.0, rig_timeout_s=10.0)
+            _ours(
+                rigs,
+                concurrency=concurrency,
+                warm_rounds=1,
+                deadline_s=10.0,
+                rig_timeout_s=10.0,
+                parallel_commands=parallel,
+            )
         )
         print(
             f"ours: {n_sweep} rigs at 200 ms device latency, concurrency {concurrency}, "
+            f"{'parallel' if parallel else 'sequential'} commands per rig, "
             f"deadline 10 s: cold sweep {sweep['cold_s']:.2f} s "
             f"({sweep['cold_ok']} hashing), warm sweep {sweep['warm_s'][0]:.2f} s "
             f"({sweep['warm_ok']} full RigStatus); peak RSS {_peak_rss_mb():.0f} MB"

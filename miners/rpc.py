@@ -367,12 +367,16 @@ async def rpc_multi(
     read_timeout: float = 5.0,
     max_bytes: int = 4_000_000,
     allow_multi: bool = True,
+    parallel: bool = False,
 ) -> RpcReplies:
     """Run several commands; one '+'-joined request when the rig accepts it, else one each.
 
     The fallback covers firmwares that refuse joined commands (stock S19, btminer: STATUS E
     "Missing JSON 'command'" / "Invalid command") or answer without the per-command keys.
-    Separate requests run one after another: many controllers serve one API client at a time.
+    Separate requests run one after another (many controllers serve one API client at a time),
+    or all at once with `parallel` (one connection each; a cgminer API thread queues them and
+    answers in turn, so a rig costs one device latency instead of one per command); a failure
+    then raises the first failed command's error, in command order, once all have ended.
     Returns {command: reply}; `.joined` says which way it went so a driver can remember it.
     """
     unique = list(dict.fromkeys(commands))
@@ -400,6 +404,26 @@ async def rpc_multi(
                 status_error(reply) or "missing command keys",
             )
     out = RpcReplies()
+    if parallel and len(unique) > 1:
+        answers = await asyncio.gather(
+            *(
+                rpc_command(
+                    host,
+                    port,
+                    command,
+                    connect_timeout=connect_timeout,
+                    read_timeout=read_timeout,
+                    max_bytes=max_bytes,
+                )
+                for command in unique
+            ),
+            return_exceptions=True,
+        )
+        for command, answer in zip(unique, answers, strict=True):
+            if isinstance(answer, BaseException):
+                raise answer
+            out[command] = answer
+        return out
     for command in unique:
         out[command] = await rpc_command(
             host,

@@ -53,6 +53,9 @@ class AntminerDriver(BaseDriver):
         self.http_port = http_port
         self.web = HttpClient(host, http_port, creds, timeout=self.timeouts.read_s)
         self.multi_command: bool | None = None  # learned: stock S19 refuses '+'
+        # Opt-in: the separate commands of a poll on three connections at once. bmminer's API
+        # thread queues them (pyasic does the same); off by default, one API client at a time.
+        self.parallel_commands = False
         self._identity: dict[str, Any] | None = None
         self._identity_at = 0.0
         self._sleep_hint = False
@@ -62,7 +65,9 @@ class AntminerDriver(BaseDriver):
     async def _read_status(self) -> RigStatus:
         version = self._version_reply
         commands = STATUS_COMMANDS if version is None else READ_COMMANDS
-        replies = await self.rpc_many(commands, joined=self.multi_command is not False)
+        replies = await self.rpc_many(
+            commands, joined=self.multi_command is not False, parallel=self.parallel_commands
+        )
         if self.multi_command is None:
             self.multi_command = bool(getattr(replies, "joined", False))
         if version is None:

@@ -93,8 +93,11 @@ class BaseDriver:
             check_status=check,
         )
 
-    async def rpc_many(self, commands: list[str], *, joined: bool = True) -> dict[str, Any]:
-        """Several commands, '+'-joined when `joined` (falls back to one request each)."""
+    async def rpc_many(
+        self, commands: list[str], *, joined: bool = True, parallel: bool = False
+    ) -> dict[str, Any]:
+        """Several commands, '+'-joined when `joined` (else one request each, at once when
+        `parallel`)."""
         from miners.rpc import rpc_multi
 
         t = self.timeouts
@@ -106,6 +109,7 @@ class BaseDriver:
             read_timeout=t.read_s,
             max_bytes=t.max_bytes,
             allow_multi=joined,
+            parallel=parallel,
         )
 
     # --- status ---
