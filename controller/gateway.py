@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from controller import migrate
@@ -22,7 +22,7 @@ from controller.clock import Clock
 from controller.config import FarmConfig, RigConfig
 from controller.metrics import FarmMetrics, RigLabels
 from controller.mqtt.tables import RigTelemetry
-from controller.power import resolve_fleet_power
+from controller.power import placements, resolve_fleet_power_placed
 from controller.reconcile import ReconcileReport, ReconcileSettings, RigPlace, reconcile
 from controller.storage import make_engine, session_factory
 from controller.tables import JobRun, RigRecord
@@ -124,6 +124,8 @@ class Gateway:
         # Called with every poll's statuses (the MQTT bridge publishes them).
         self.poll_listeners: list[Callable[[dict[str, RigStatus]], None]] = []
         self.meter_book = MeterBook([])
+        self._known_identity: dict[str, str | None] = {}  # rig -> MAC already in the inventory
+        self._placements = placements(self.rigs)
         self.reconcile_settings = ReconcileSettings(
             batch_size=config.planner.stagger_batch, batch_delay_s=config.planner.stagger_delay_s
         )
@@ -191,12 +193,12 @@ class Gateway:
         deadline = max(1.0, min(20.0, self.config.scheduler.poll_interval_s * 0.8))
         statuses = await self.poller.poll_once(deadline_s=deadline)
         now = self.clock.now()
-        by_name = resolve_fleet_power(
+        by_name = resolve_fleet_power_placed(
             {
                 self._name_by_target[target]: status
                 for target, status in zip(self.poller.targets, statuses, strict=True)
             },
-            self.rigs,
+            self._placements,
             self.meter_book,
             self.config.mqtt.meter_silence_s,
         )
@@ -238,14 +240,29 @@ class Gateway:
                     "chip_temp_c": max(chips) if chips else None,
                 }
             )
+        live = [n for n, st in statuses.items() if st.state != "offline"]
+        # Only a rig whose identity is new or changed needs its own row write; the rest is one
+        # bulk UPDATE (row-by-row ORM updates cost ~1 ms per rig at 5,000 rigs every poll).
+        changed = {
+            n: statuses[n].mac
+            for n in live
+            if n not in self._known_identity
+            or (statuses[n].mac and statuses[n].mac != self._known_identity[n])
+        }
         with self.sessions.begin() as session:
             if rows:
                 session.execute(insert(RigTelemetry), rows)
-            live = {n: s for n, s in statuses.items() if s.state != "offline"}
-            for record in session.scalars(select(RigRecord).where(RigRecord.name.in_(list(live)))):
-                record.mac = live[record.name].mac or record.mac
+            if live:
+                session.execute(
+                    update(RigRecord).where(RigRecord.name.in_(live)).values(last_seen=now)
+                )
+            for record in session.scalars(
+                select(RigRecord).where(RigRecord.name.in_(list(changed)))
+            ):
+                record.mac = changed[record.name] or record.mac
                 record.first_seen = record.first_seen or now
-                record.last_seen = now
+        for name, mac in changed.items():
+            self._known_identity[name] = mac or self._known_identity.get(name)
 
     async def reconcile(self) -> ReconcileReport:
         """Make the rigs follow the plan and the operator's overrides (one catch-up run)."""

@@ -22,12 +22,16 @@ def placements(rigs: list[RigConfig]) -> dict[str, RigPlacement]:
     return out
 
 
-def resolve_fleet_power(
-    statuses: dict[str, RigStatus], rigs: list[RigConfig], book: MeterBook, silence_s: float
+def resolve_fleet_power_placed(
+    statuses: dict[str, RigStatus],
+    placed: dict[str, RigPlacement],
+    book: MeterBook,
+    silence_s: float,
 ) -> dict[str, RigStatus]:
     """Each rig's status with `power_w`/`power_source` set: meter > reported > nameplate.
 
     A silent meter is skipped and flagged in the rig's errors, never trusted stale.
+    `placed` is `placements(rigs)`, computed once per fleet.
     """
-    resolved = resolve_power(statuses, placements(rigs), book, silence_s=silence_s)
+    resolved = resolve_power(statuses, placed, book, silence_s=silence_s)
     return {name: apply_power(status, resolved[name]) for name, status in statuses.items()}

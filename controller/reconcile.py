@@ -136,7 +136,7 @@ async def reconcile(
     report = ReconcileReport(at=now)
     with factory() as session:
         wanted = await asyncio.to_thread(desired_states, session, rigs, now)
-        controls = {c.rig: c for c in session.scalars(select(RigControl))}
+        controls = _Controls({c.rig: c for c in session.scalars(select(RigControl))})
     todo: list[tuple[str, Literal["curtail", "resume"], Desired]] = []
     for rig in rigs:
         desired, _why = wanted[rig.name]
@@ -183,8 +183,8 @@ async def reconcile(
             control.status = "disobedient"
             report.disobedient.append(name)
     with factory.begin() as session:
-        for control in controls.values():
-            session.merge(control)
+        for name in _touched(controls):
+            session.merge(controls[name])
     if report.curtailed or report.resumed or report.failed:
         log.info(
             "reconcile acted",
@@ -203,6 +203,19 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+class _Controls(dict[str, RigControl]):
+    """The rig_control rows of one run, remembering which ones this run changed."""
+
+    def __init__(self, rows: dict[str, RigControl]) -> None:
+        super().__init__(rows)
+        self.touched: set[str] = set()
+
+
+def _touched(controls: dict[str, RigControl]) -> set[str]:
+    assert isinstance(controls, _Controls)
+    return controls.touched
+
+
 def _record(
     controls: dict[str, RigControl],
     rig: str,
@@ -217,6 +230,9 @@ def _record(
     if control is None:
         control = RigControl(rig=rig, desired=desired, status=status, attempts=0, updated_at=now)
         controls[rig] = control
+    elif reset and control.desired == desired and control.status == status and not control.attempts:
+        return control  # nothing changed: no write (thousands of in-step rigs every minute)
+    _touched(controls).add(rig)
     if control.desired != desired:
         control.attempts = 0
     control.desired, control.status, control.updated_at = desired, status, now
