@@ -32,16 +32,11 @@ def run(
     """Run the gateway: poll rigs, plan, reconcile, sell, report, until SIGTERM."""
     import asyncio
 
-    from controller.config import ConfigError, load_config
+    from controller.cli.common import load_config_or_exit
     from controller.daemon import serve
     from controller.logs import setup_logging
 
-    try:
-        farm = load_config(config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            typer.echo(str(problem), err=True)
-        raise typer.Exit(2) from None
+    farm = load_config_or_exit(config)
     setup_logging(farm.farm.log_level, farm.farm.log_format)
     base_dir = config.resolve().parent
     unknown = set(site) - {s.id for s in farm.sites}
@@ -103,17 +98,12 @@ def demo(
     import asyncio
     import logging
 
-    from controller.config import ConfigError, load_config
+    from controller.cli.common import load_config_or_exit
     from controller.demo import DemoOptions, run_demo
     from controller.demo_view import LiveView
     from controller.logs import setup_logging
 
-    try:
-        base = load_config(config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            typer.echo(str(problem), err=True)
-        raise typer.Exit(2) from None
+    base = load_config_or_exit(config)
     setup_logging("WARNING", "text")
     for noisy in (
         "apscheduler",

@@ -18,14 +18,9 @@ def resolve_database_url(config: Path | None, url: str | None) -> str:
         return url
     if config is None:
         raise typer.BadParameter("give --config FILE or --url URL")
-    from controller.config import ConfigError, load_config
+    from controller.cli.common import load_config_or_exit
 
-    try:
-        farm = load_config(config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            typer.echo(str(problem), err=True)
-        raise typer.Exit(2) from None
+    farm = load_config_or_exit(config)
     return farm.database_url(base_dir=config.resolve().parent)
 
 

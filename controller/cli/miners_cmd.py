@@ -170,70 +170,39 @@ def probe_cmd(
     )
 
 
-@miners_app.command("curtail")
-def curtail_cmd(
-    rig: str = _RIG_ARG,
-    family: str | None = _FAMILY_OPT,
-    http_port: int = _HTTP_OPT,
-    user: str | None = _USER_OPT,
-    password_file: Path | None = _PWFILE_OPT,
-    timeout: float = _TIMEOUT_OPT,
-    verify_timeout: float = _VERIFY_OPT,
-) -> None:
-    """Stop a rig hashing (sleep / power-off), then confirm it by reading the state back."""
-    _control(
+def _register_action(action: str, doc: str) -> None:
+    """One `miners <action> RIG` command: the action through its driver, verified by read-back."""
+
+    def command(
+        rig: str = _RIG_ARG,
+        family: str | None = _FAMILY_OPT,
+        http_port: int = _HTTP_OPT,
+        user: str | None = _USER_OPT,
+        password_file: Path | None = _PWFILE_OPT,
+        timeout: float = _TIMEOUT_OPT,
+        verify_timeout: float = _VERIFY_OPT,
+    ) -> None:
+        _control(
+            action,
+            rig,
+            family=family,
+            http_port=http_port,
+            user=user,
+            password_file=password_file,
+            timeout=timeout,
+            verify_timeout=verify_timeout,
+        )
+
+    command.__doc__ = doc
+    miners_app.command(action)(command)
+
+
+for _action, _doc in (
+    (
         "curtail",
-        rig,
-        family=family,
-        http_port=http_port,
-        user=user,
-        password_file=password_file,
-        timeout=timeout,
-        verify_timeout=verify_timeout,
-    )
-
-
-@miners_app.command("resume")
-def resume_cmd(
-    rig: str = _RIG_ARG,
-    family: str | None = _FAMILY_OPT,
-    http_port: int = _HTTP_OPT,
-    user: str | None = _USER_OPT,
-    password_file: Path | None = _PWFILE_OPT,
-    timeout: float = _TIMEOUT_OPT,
-    verify_timeout: float = _VERIFY_OPT,
-) -> None:
-    """Start a curtailed rig hashing again, then confirm it by reading the state back."""
-    _control(
-        "resume",
-        rig,
-        family=family,
-        http_port=http_port,
-        user=user,
-        password_file=password_file,
-        timeout=timeout,
-        verify_timeout=verify_timeout,
-    )
-
-
-@miners_app.command("reboot")
-def reboot_cmd(
-    rig: str = _RIG_ARG,
-    family: str | None = _FAMILY_OPT,
-    http_port: int = _HTTP_OPT,
-    user: str | None = _USER_OPT,
-    password_file: Path | None = _PWFILE_OPT,
-    timeout: float = _TIMEOUT_OPT,
-    verify_timeout: float = _VERIFY_OPT,
-) -> None:
-    """Reboot a rig, then confirm it went down or came back with a fresh uptime."""
-    _control(
-        "reboot",
-        rig,
-        family=family,
-        http_port=http_port,
-        user=user,
-        password_file=password_file,
-        timeout=timeout,
-        verify_timeout=verify_timeout,
-    )
+        "Stop a rig hashing (sleep / power-off), then confirm it by reading the state back.",
+    ),
+    ("resume", "Start a curtailed rig hashing again, then confirm it by reading the state back."),
+    ("reboot", "Reboot a rig, then confirm it went down or came back with a fresh uptime."),
+):
+    _register_action(_action, _doc)

@@ -27,16 +27,11 @@ def _parse_duration(text: str) -> timedelta:
 
 
 def _open(config: Path) -> tuple[FarmConfig, sessionmaker[Session]]:
-    from controller.config import ConfigError, load_config
+    from controller.cli.common import load_config_or_exit
     from controller.migrate import upgrade
     from controller.storage import make_engine, session_factory
 
-    try:
-        farm = load_config(config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            typer.echo(str(problem), err=True)
-        raise typer.Exit(2) from None
+    farm = load_config_or_exit(config)
     url = farm.database_url(config.resolve().parent)
     upgrade(url)
     return farm, session_factory(make_engine(url))
