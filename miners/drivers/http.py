@@ -52,7 +52,8 @@ def _md5(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def _parse_challenge(header: str) -> dict[str, str]:
+def digest_params(header: str) -> dict[str, str]:
+    """The key=value pairs of a `Digest ...` challenge or `Authorization` header (lower-case keys)."""
     out: dict[str, str] = {}
     body = header.split(" ", 1)[1] if " " in header else ""
     for part in _split(body):
@@ -189,7 +190,7 @@ class HttpClient:
         if resp.status == 401 and self.credentials is not None:
             challenge = resp.headers.get("www-authenticate", "")
             if challenge.lower().startswith("digest"):
-                p = _parse_challenge(challenge)
+                p = digest_params(challenge)
                 self._digest = DigestState(
                     realm=p.get("realm", ""),
                     nonce=p.get("nonce", ""),

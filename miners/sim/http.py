@@ -7,6 +7,8 @@ import json
 import secrets
 from typing import Any
 
+from miners.drivers.http import digest_params
+
 HttpReply = tuple[int, dict[str, str], bytes]
 
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method"}
@@ -80,29 +82,7 @@ def parse_digest(header: str) -> dict[str, str]:
     """The key=value pairs of an `Authorization: Digest ...` header."""
     if not header.lower().startswith("digest "):
         return {}
-    out: dict[str, str] = {}
-    rest = header[7:]
-    for part in _split_params(rest):
-        key, _, value = part.partition("=")
-        out[key.strip().lower()] = value.strip().strip('"')
-    return out
-
-
-def _split_params(text: str) -> list[str]:
-    parts: list[str] = []
-    cur: list[str] = []
-    quoted = False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    if cur:
-        parts.append("".join(cur))
-    return [p for p in (x.strip() for x in parts) if p]
+    return digest_params(header)
 
 
 class DigestGate:
