@@ -34,4 +34,12 @@ def resolve_fleet_power_placed(
     `placed` is `placements(rigs)`, computed once per fleet.
     """
     resolved = resolve_power(statuses, placed, book, silence_s=silence_s)
-    return {name: apply_power(status, resolved[name]) for name, status in statuses.items()}
+    out = {}
+    for name, status in statuses.items():
+        # Fill the poll's own status object rather than keep a second copy of every rig's
+        # status (thousands of rigs): the poller's last good reading gains the power it lacked.
+        with_power = apply_power(status, resolved[name])
+        status.power_w, status.power_source = with_power.power_w, with_power.power_source
+        status.efficiency_jth, status.errors = with_power.efficiency_jth, with_power.errors
+        out[name] = status
+    return out
