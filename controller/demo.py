@@ -315,7 +315,7 @@ async def run_demo(
         )
         for status in gateway.state.statuses.values():
             result.rigs_by_state[status.state] = result.rigs_by_state.get(status.state, 0) + 1
-        result.files.update(write_outputs(out, gateway, planner, state))
+        result.files.update(write_outputs(out, gateway, state))
         if treasury is not None:  # the sale report of the demo's farm span, with its plot
             label = f"sales-{start:%Y-%m-%d}"
             written = await asyncio.to_thread(
@@ -343,9 +343,7 @@ class DemoState:
     last_report: Any = None
 
 
-def write_outputs(
-    out: Path, gateway: Gateway, planner: PlanService, state: DemoState
-) -> dict[str, Path]:
+def write_outputs(out: Path, gateway: Gateway, state: DemoState) -> dict[str, Path]:
     """The plan as CSV and a plot of it over the prices; a JSON summary."""
     from sqlalchemy import select
 

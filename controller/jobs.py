@@ -58,13 +58,6 @@ def registered() -> set[str]:
     return set(_extra_jobs)
 
 
-def current() -> Gateway:
-    """The bound gateway; a job firing with none bound is a programming error."""
-    if _gateway is None:
-        raise RuntimeError("no gateway bound: jobs run only inside `farmctl run`")
-    return _gateway
-
-
 async def _guarded(name: str, body: Callable[[Gateway], Awaitable[Any]], limit_s: float) -> bool:
     gateway = _gateway
     if gateway is None:
