@@ -129,7 +129,6 @@ def venues_from_config(config: FarmConfig, base_dir: Path, live: bool) -> list[V
     bars the tick feeds it (`treasury tick --prices`).
     """
     from treasury.venues.base import MarketRules
-    from treasury.venues.ccxt_venue import CcxtVenue
     from treasury.venues.paper import DEFAULT_RULES, PaperVenue
 
     treasury = config.treasury
@@ -141,6 +140,9 @@ def venues_from_config(config: FarmConfig, base_dir: Path, live: bool) -> list[V
         if live and v.exchange != "paper":
             if v.api_key is None or v.api_secret is None:
                 raise _Fail(f"venue {v.id}: live selling needs api_key and api_secret")
+            # ccxt costs ~65 MB of RSS: a paper-only daemon never loads it.
+            from treasury.venues.ccxt_venue import CcxtVenue
+
             venue = CcxtVenue.create(
                 v.exchange,
                 v.api_key.resolve().get_secret_value(),
