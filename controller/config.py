@@ -228,6 +228,9 @@ class DatabaseConfig(_Strict):
     url: str = ""
     busy_timeout_ms: int = Field(default=5_000, ge=0)
     telemetry_retention_days: int = Field(default=30, ge=1)
+    # PostgreSQL only: "native" day partitions that housekeeping creates ahead and drops past
+    # retention; "timescaledb" when rig_telemetry was converted to a hypertable (docs/scaling.md)
+    telemetry_partitioning: Literal["native", "timescaledb"] = "native"
 
     @field_validator("url")
     @classmethod

@@ -11,13 +11,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from controller import migrate
+from controller import migrate, partitions
 from controller.clock import Clock
 from controller.config import FarmConfig, RigConfig
 from controller.metrics import FarmMetrics, RigLabels
@@ -34,6 +35,8 @@ from miners.meters import MeterBook
 from miners.status import RigStatus
 
 log = logging.getLogger(__name__)
+
+TELEMETRY = cast(Table, RigTelemetry.__table__)
 
 DriverBuilder = Callable[[RigConfig], Awaitable[RigDriver]]
 AlertSink = Callable[[str, str, str], None]  # (key, severity, message)
@@ -153,6 +156,7 @@ class Gateway:
         if self.poller is not None:
             return
         await asyncio.to_thread(migrate.upgrade, self.database_url)
+        await asyncio.to_thread(self._prepare_telemetry_partitions)
         await asyncio.to_thread(self._sync_inventory)
         for rig in self.rigs:
             try:
@@ -166,6 +170,18 @@ class Gateway:
             concurrency=256,
             rig_timeout_s=5.0,
             clock=lambda: self.clock.now(),
+        )
+
+    def _prepare_telemetry_partitions(self) -> None:
+        # A gateway down longer than the days created ahead would otherwise write into the
+        # default partition until the next daily housekeeping.
+        if self.config.database.telemetry_partitioning != "native":
+            return
+        with self.engine.connect() as conn:
+            if not partitions.is_partitioned(conn, TELEMETRY.name):
+                return
+        partitions.ensure_partitions(
+            self.engine, TELEMETRY.name, self.clock.now().astimezone(UTC).date()
         )
 
     async def _late_driver(self, host: str, port: int) -> RigDriver:
@@ -305,17 +321,34 @@ class Gateway:
             )
 
     def housekeeping(self) -> dict[str, int]:
-        """Delete telemetry and job history past their retention; returns rows deleted per table."""
+        """Apply telemetry and job-history retention; returns what was removed and created.
+
+        Telemetry on PostgreSQL drops whole day partitions past retention and creates the
+        coming days' (controller/partitions.py); on SQLite it deletes the old rows.
+        """
         now = self.clock.now()
-        telemetry_cutoff = now - timedelta(days=self.config.database.telemetry_retention_days)
+        telemetry = partitions.apply_retention(
+            self.engine,
+            TELEMETRY,
+            now,
+            self.config.database.telemetry_retention_days,
+            mode=self.config.database.telemetry_partitioning,
+        )
         with self.sessions.begin() as session:
-            telemetry = session.execute(
-                delete(RigTelemetry).where(RigTelemetry.time < telemetry_cutoff)
-            )
             jobs = session.execute(
                 delete(JobRun).where(JobRun.started_at < now - timedelta(days=14))
             )
-        return {"rig_telemetry": telemetry.rowcount or 0, "job_run": jobs.rowcount or 0}  # type: ignore[attr-defined]
+        if telemetry.dropped or telemetry.created:
+            log.info(
+                "telemetry partitions",
+                extra={"dropped": telemetry.dropped, "created": telemetry.created},
+            )
+        return {
+            "rig_telemetry": telemetry.deleted_rows,
+            "rig_telemetry_partitions_dropped": len(telemetry.dropped),
+            "rig_telemetry_partitions_created": len(telemetry.created),
+            "job_run": jobs.rowcount or 0,  # type: ignore[attr-defined]
+        }
 
     async def close(self) -> None:
         """Release the database (drivers hold no open sockets between calls)."""

@@ -13,6 +13,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from controller.partitions import is_partition_name
 from controller.storage import all_metadata
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -32,6 +33,11 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def downgrade(url: str, revision: str) -> None:
+    """Revert migrations down to `revision` (for rolling back a release)."""
+    command.downgrade(alembic_config(url), revision)
+
+
 def head_revision() -> str | None:
     """The newest revision in the history."""
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
@@ -44,8 +50,11 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def include_name(name: str | None, type_: str, _parent: Mapping[Any, str | None]) -> bool:
-    """Leave out tables Alembic does not own (each gateway's APScheduler job store)."""
-    return not (type_ == "table" and name is not None and name.startswith("apscheduler_jobs"))
+    """Leave out tables Alembic does not own: each gateway's APScheduler job store, and the
+    time partitions of a partitioned table (made by housekeeping, not declared as models)."""
+    if type_ != "table" or name is None:
+        return True
+    return not (name.startswith("apscheduler_jobs") or is_partition_name(name))
 
 
 def schema_drift(engine: Engine) -> list[object]:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, Table, delete, insert, select
+from sqlalchemy import Connection, Engine, Table, delete, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from controller.mqtt.tables import MqttSeenMessage
@@ -29,32 +29,41 @@ def insert_ignoring_duplicates(
     conn: Connection,
     table: Table,
     rows: Sequence[Mapping[str, Any]],
-    keys: Sequence[str] = ("msg_id",),
+    keys: Sequence[str] | None = None,
 ) -> int:
     """Insert rows, skipping any whose `keys` (a unique constraint) are already stored.
 
-    One INSERT ... ON CONFLICT DO NOTHING per batch on SQLite and PostgreSQL; returns how many
-    rows were actually inserted.
+    `keys` defaults to the table's primary key (for `rig_telemetry`: msg_id and time, since a
+    partitioned table's unique keys must hold the partition column). One INSERT ... ON CONFLICT
+    DO NOTHING per batch on SQLite and PostgreSQL; returns how many rows were actually inserted.
     """
     if not rows:
         return 0
+    key_names = list(keys) if keys else [c.name for c in table.primary_key.columns]
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        stmt: Any = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        stmt: Any = sqlite.insert(table).on_conflict_do_nothing(index_elements=key_names)
     elif dialect == "postgresql":
         # psycopg reports no rowcount for executemany: count the RETURNING rows instead
         stmt = (
             postgresql.insert(table)
-            .on_conflict_do_nothing(index_elements=list(keys))
-            .returning(table.c[keys[0]])
+            .on_conflict_do_nothing(index_elements=key_names)
+            .returning(table.c[key_names[0]])
         )
         return len(conn.execute(stmt, [dict(r) for r in rows]).all())
     else:
         # Portable fallback: filter known keys first (one writer per table, so no race).
-        key = keys[0]
-        wanted = [r[key] for r in rows]
-        existing = set(conn.execute(select(table.c[key]).where(table.c[key].in_(wanted))).scalars())
-        fresh = [r for r in rows if r[key] not in existing]
+        key_cols = [table.c[k] for k in key_names]
+        wanted = [tuple(r[k] for k in key_names) for r in rows]
+        existing = set(
+            tuple(found)
+            for found in conn.execute(select(*key_cols).where(tuple_(*key_cols).in_(wanted)))
+        )
+        fresh = []
+        for row, key in zip(rows, wanted, strict=True):
+            if key not in existing:
+                existing.add(key)
+                fresh.append(row)
         if fresh:
             conn.execute(insert(table), fresh)
         return len(fresh)

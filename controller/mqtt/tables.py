@@ -13,9 +13,10 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
-    UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.schema import DDL
 
 from controller.tables import Base
 
@@ -61,14 +62,20 @@ class MqttSeenMessage(Base):
 
 
 class RigTelemetry(Base):
-    """One telemetry sample of one rig, as ingested from MQTT (one row per message id)."""
+    """One telemetry sample of one rig, polled or ingested from MQTT (one row per message id).
+
+    On PostgreSQL the table is range-partitioned by `time`, one partition per UTC day
+    (controller/partitions.py creates them ahead and drops them past retention). PostgreSQL
+    requires the partition key in every unique constraint, so the key is (msg_id, time): a
+    redelivered message carries the same payload, hence the same id and time, and is still
+    dropped. SQLite keeps a plain table with the same key.
+    """
 
     __tablename__ = "rig_telemetry"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    # "<site>/<rig>/<payload id>": a payload id is only unique per rig
-    msg_id: Mapped[str] = mapped_column(String(260))
-    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # "<site>/<rig>/<payload id>" (MQTT) or "poll:<rig>:<time>": a payload id is only unique per rig
+    msg_id: Mapped[str] = mapped_column(String(260), primary_key=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     site: Mapped[str] = mapped_column(String(64))
     rig: Mapped[str] = mapped_column(String(64))
@@ -81,6 +88,19 @@ class RigTelemetry(Base):
     chip_temp_c: Mapped[float | None] = mapped_column(Float, default=None)
 
     __table_args__ = (
-        UniqueConstraint("msg_id", name="uq_rig_telemetry_msg_id"),
+        # a site's rigs over a time range (latest sample per rig, a rig's history); the daily
+        # electricity cost reads whole days, which partition pruning bounds without an index
         Index("ix_rig_telemetry_rig_time", "site", "rig", "time"),
+        {"postgresql_partition_by": "RANGE (time)"},
     )
+
+
+# A table made with create_all (tests, scratch tools) gets the catch-all partition at once, so an
+# insert never fails for want of a partition; migrated databases get it from the migration.
+event.listen(
+    RigTelemetry.__table__,
+    "after_create",
+    DDL(
+        "CREATE TABLE IF NOT EXISTS %(fullname)s_default PARTITION OF %(fullname)s DEFAULT"
+    ).execute_if(dialect="postgresql"),
+)
