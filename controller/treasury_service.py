@@ -201,8 +201,8 @@ class TreasuryService:
         self.ledger: Ledger = Ledger(gateway.engine)
         self.ledger.create_tables()  # no-op when the migrations made them
         self.settings: TickSettings = tick_settings_from_config(self.treasury)
-        live = self.treasury.live and not self.treasury.dry_run
-        self.venues: list[Venue] = venues_from_config(config, gateway.base_dir, live)
+        self.live = self.treasury.live and not self.treasury.dry_run
+        self.venues: list[Venue] = venues_from_config(config, gateway.base_dir, self.live)
         self.kill_switch = KillSwitch(self.ledger, self.treasury.risk.kill_switch_file)
         self.notifier = Notifier(
             channels_from_config(config.reports, mqtt_publish),
@@ -219,9 +219,11 @@ class TreasuryService:
         self.hashprice = config.planner.hashprice_usd_per_th_day or 0.045
         self.undelivered: dict[str, str] = {}
         # Issue 8 (controller/seller_lock.py): one seller per exchange account across gateways.
-        self.seller = SellerGate(
-            gateway.engine, [account_key(v.exchange, v.id) for v in self.treasury.venues]
-        )
+        accounts = sorted(account_key(v.exchange, v.id) for v in self.treasury.venues)
+        self.seller = SellerGate(gateway.engine, accounts)
+        # The seller's own bookkeeping (last decision, reports sent) belongs to the accounts,
+        # not to the gateway: whichever gateway sells next continues it.
+        self.accounts = "+".join(accounts)
 
     # -- helpers ---------------------------------------------------------------------------
     def _all_fills(self) -> list[Any]:
@@ -252,7 +254,8 @@ class TreasuryService:
             self.view.seller = "standby"
             log.info("treasury standby: another gateway sells accounts=%s", self.seller.keys)
             return None
-        self.view.seller = "seller"
+        if self.view.seller != "seller":
+            self._take_over()
         last_bar = self._bar_index(hour_floor(now) - HOUR)  # the last bar complete by now
         if last_bar < self.settings.params.history_bars:
             raise TreasuryServiceError(
@@ -278,7 +281,7 @@ class TreasuryService:
             self._after_tick(now, None)
             return None
         # Marked before deciding: a kill mid-tick skips this decision instead of making it twice.
-        self.ledger.set_flag(self._flag("last_decision"), now.isoformat())
+        self.ledger.set_flag(self._seller_flag("last_decision"), now.isoformat())
         closes = self.bars.close[: last_bar + 1]
         window = max(self.settings.params.history_bars, self.settings.reference_window) + 1
         result = run_tick(
@@ -293,11 +296,30 @@ class TreasuryService:
         self._after_tick(now, result)
         return result
 
+    def _take_over(self) -> None:
+        """Start selling: venues built afresh, so a paper venue reads the state file the
+        previous seller left (it was loaded once, when this gateway started)."""
+        from controller.cli.sales_cmd import venues_from_config
+
+        self.venues = venues_from_config(self.config, self.gateway.base_dir, self.live)
+        self.view.seller = "seller"
+        log.info("treasury seller: this gateway sells accounts=%s", self.seller.keys)
+
     def _flag(self, name: str) -> str:
+        """A flag of this gateway's own fleet (mined-coin samples)."""
         return f"treasury:{self.key}:{name}"
 
+    def _seller_flag(self, name: str) -> str:
+        """A flag of the seller's bookkeeping, shared by every gateway selling these accounts."""
+        return f"treasury:{self.accounts}:{name}"
+
+    def _get_seller_flag(self, name: str) -> str | None:
+        # Before issue 8 these flags were keyed by the gateway's sites: read them still.
+        value = self.ledger.get_flag(self._seller_flag(name))
+        return value if value is not None else self.ledger.get_flag(self._flag(name))
+
     def _decision_due(self, now: datetime) -> bool:
-        last = self.ledger.get_flag(self._flag("last_decision"))
+        last = self._get_seller_flag("last_decision")
         if last is None:
             return True
         every = timedelta(minutes=self.treasury.strategy.decision_interval_minutes)
@@ -531,8 +553,8 @@ class TreasuryService:
         message = Message(
             "report", title, text, fields=summary_fields(report), attachments=attachments
         )
-        flag = self._flag(f"report_sent:{label}")
-        sent = set(json.loads(self.ledger.get_flag(flag) or "[]"))
+        flag = self._seller_flag(f"report_sent:{label}")
+        sent = set(json.loads(self._get_seller_flag(f"report_sent:{label}") or "[]"))
         failed: dict[str, str] = {}
         for channel in channels_from_config(self.config.reports, publish):
             if channel.name in sent:
@@ -552,12 +574,12 @@ class TreasuryService:
         last = self.reported_through()
         if last is not None:
             return last < yesterday
-        first = self.ledger.get_flag(self._flag("first_day"))
+        first = self._get_seller_flag("first_day")
         return first is not None and date.fromisoformat(first) <= yesterday
 
     def reported_through(self) -> date | None:
         """The last farm day whose sale report was written and sent."""
-        last = self.ledger.get_flag(self._flag("reported_through"))
+        last = self._get_seller_flag("reported_through")
         return None if last is None else date.fromisoformat(last)
 
     def daily_reports(self, now: datetime) -> list[str]:
@@ -565,11 +587,11 @@ class TreasuryService:
         if not self.seller.ensure():  # issue 8: only the seller reports, so once per farm
             return []
         today = now.astimezone(UTC).date()
-        last = self.ledger.get_flag(self._flag("reported_through"))
+        last = self._get_seller_flag("reported_through")
         if last is None:
-            first = self.ledger.get_flag(self._flag("first_day"))
+            first = self._get_seller_flag("first_day")
             if first is None:
-                self.ledger.set_flag(self._flag("first_day"), today.isoformat())
+                self.ledger.set_flag(self._seller_flag("first_day"), today.isoformat())
                 return []
             day = date.fromisoformat(first)
         else:
@@ -583,7 +605,7 @@ class TreasuryService:
                 break
             # Marked after sending: a kill in between sends it again to the channels not yet
             # marked (the MQTT message id is the day, so subscribers see it once).
-            self.ledger.set_flag(self._flag("reported_through"), day.isoformat())
+            self.ledger.set_flag(self._seller_flag("reported_through"), day.isoformat())
             done.append(day.isoformat())
             day += timedelta(days=1)
         return done

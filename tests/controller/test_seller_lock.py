@@ -9,7 +9,9 @@ import subprocess
 import sys
 import textwrap
 import time
+import typing
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from controller.gateway import Gateway
 from controller.seller_lock import KeepAlive, SellerGate, SellerLock, account_key, lock_id
 from controller.treasury_service import TreasuryService, synthetic_bars
 from treasury.ledger import Ledger
+from treasury.venues.paper import PaperVenue
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = account_key("kraken", "main")
@@ -241,13 +244,14 @@ def test_sqlite_lock_always_succeeds(tmp_path: Path) -> None:
     assert gate.ensure() and gate.role == "seller" and gate.keys == "kraken:main,paper:paper"
 
 
-def _treasury(postgres_url: str, base: Path, site: str) -> TreasuryService:
-    """One gateway's treasury (paper venue of its own) on the shared PostgreSQL database."""
+def _treasury(postgres_url: str, base: Path, site: str, data: Path) -> TreasuryService:
+    """One gateway's treasury on the shared PostgreSQL database; its paper venue keeps its state
+    under `data` (one state file: one exchange account, when gateways share `data`)."""
     raw = load_config(REPO / "config" / "farm.example.toml").model_dump(
         mode="json", exclude_none=True
     )
     raw["database"] = raw.get("database", {}) | {"url": postgres_url}
-    raw["farm"]["data_dir"] = str(base / "data")
+    raw["farm"]["data_dir"] = str(data)
     raw["metrics"] = {"enabled": False}
     # Prices far above the band: the strategy wants every coin in fiat, so a seller sells.
     raw["treasury"]["strategy"] |= {
@@ -267,11 +271,9 @@ def test_two_gateways_sharing_postgresql_only_one_sells(postgres_url: str, tmp_p
     """Two gateways' treasuries tick on one database and one exchange account: one sells, the
     other stays on standby; when the seller stops, the standby takes over, reconciles the open
     orders by client order id and sells from its next tick."""
-    first = _treasury(postgres_url, tmp_path / "gw1", "west")
-    second = _treasury(postgres_url, tmp_path / "gw2", "west")
-    # One exchange account seen by both gateways (what two gateways on one ccxt account share).
-    second.venues = first.venues
-    venue = first.venues[0]
+    # One exchange account seen by both gateways: one paper state file, both built at start.
+    first = _treasury(postgres_url, tmp_path / "gw1", "west", tmp_path / "data")
+    second = _treasury(postgres_url, tmp_path / "gw2", "east", tmp_path / "data")
     ledger = Ledger(first.gateway.engine)
     try:
         first.credit_opening(20_000.0, 30, START)
@@ -295,8 +297,46 @@ def test_two_gateways_sharing_postgresql_only_one_sells(postgres_url: str, tmp_p
             assert record is not None and record.is_final, record
         assert len(ledger.orders()) > len(placed)  # the new seller sells
         assert first.tick(now + timedelta(hours=1)) is None and first.view.seller == "standby"
-        assert sum(f.amount for f in ledger.fills_between(FAR_PAST, FAR_FUTURE, side="sell")) > 0
-        assert venue.fetch_balance()["USD"].total > 0
+        fills = ledger.fills_between(FAR_PAST, FAR_FUTURE, side="sell")
+        assert sum(f.amount for f in fills) > 0
+        # The new seller read the account as the first one left it (its paper venue was loaded
+        # before the first sale): the state file explains every fill of both sellers.
+        venue = PaperVenue(name="paper", state_path=tmp_path / "data" / "paper-paper.json")
+        proceeds = sum((f.amount * f.price - f.fee for f in fills), Decimal(0))
+        assert venue.fetch_balance()["USD"].total == proceeds > 0
+        assert second.view.fiat == proceeds
+    finally:
+        for service in (first, second):
+            service.seller.release()
+            service.gateway.engine.dispose()
+
+
+def test_takeover_continues_the_sellers_bookkeeping(postgres_url: str, tmp_path: Path) -> None:
+    """The last decision and the reports sent belong to the account, not to the gateway: a new
+    seller neither decides again inside the decision interval nor skips the day the previous
+    seller had not reported yet."""
+    from controller.mqtt.tables import MqttOutbox
+
+    first = _treasury(postgres_url, tmp_path / "gw1", "west", tmp_path / "data")
+    second = _treasury(postgres_url, tmp_path / "gw2", "east", tmp_path / "data")
+    typing.cast(sa.Table, MqttOutbox.__table__).create(first.gateway.engine)  # reports go out here
+    try:
+        first.credit_opening(20_000.0, 30, START)
+        decided = first.tick(START + timedelta(minutes=5))
+        assert decided is not None and decided.decision is not None
+        assert first.daily_reports(START + timedelta(minutes=5)) == []  # the first day starts
+        first.seller.release()
+        # Five minutes on, with a 60-minute decision interval: the new seller does not decide.
+        assert second.tick(START + timedelta(minutes=10)) is None
+        assert second.view.seller == "seller"
+        day = START.date().isoformat()
+        assert second.daily_reports(START + timedelta(days=1, minutes=10)) == [day]
+        assert first.reported_through() == START.date()  # seen from the standby too
+        with second.gateway.engine.connect() as conn:
+            reports = conn.scalars(
+                sa.select(MqttOutbox.msg_id).where(MqttOutbox.msg_id.like("sale-report-%"))
+            ).all()
+        assert reports == [f"sale-report-{day}"]
     finally:
         for service in (first, second):
             service.seller.release()
