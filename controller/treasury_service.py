@@ -253,6 +253,10 @@ class TreasuryService:
         if not self.seller.ensure():
             self.view.seller = "standby"
             log.info("treasury standby: another gateway sells accounts=%s", self.seller.keys)
+            # Every gateway books its own sites' mined coins in the shared ledger; the seller
+            # credits them to its paper venue (`_repair_paper_deposits`), so no site's coins
+            # are missing from the account or the reports.
+            self._credit_mined(now, credit_venue=False)
             return None
         if self.view.seller != "seller":
             self._take_over()
@@ -353,7 +357,8 @@ class TreasuryService:
                 )
 
     def _repair_paper_deposits(self) -> None:
-        """Credit a deposit the ledger holds but a paper venue missed (killed in between).
+        """Credit the deposits the ledger holds but a paper venue has not seen: other gateways'
+        mined coins (a standby books them, the seller credits them), or a kill in between.
 
         A paper venue holds exactly its ledger deposits minus its sold coins, once every order
         is settled; a shortfall can only be a deposit recorded but not credited.
@@ -372,8 +377,12 @@ class TreasuryService:
             balance = venue.fetch_balance().get(self.base)
             actual = balance.total if balance is not None else Decimal(0)
             if actual < expected:
-                log.warning(
-                    "paper deposit repaired venue=%s credited=%s", venue.name, expected - actual
+                # Other gateways' mined coins (they book, the seller credits), or a kill between
+                # this gateway's ledger write and its credit.
+                log.info(
+                    "paper venue credited ledger deposits venue=%s amount=%s",
+                    venue.name,
+                    expected - actual,
                 )
                 venue.deposit(self.base, expected - actual)
             elif actual > expected:
@@ -382,8 +391,9 @@ class TreasuryService:
                     f"{venue.name} holds {actual} {self.base}, the ledger explains {expected}",
                 )
 
-    def _credit_mined(self, now: datetime) -> None:
-        """Add the fleet's hashrate to this hour's samples; credit the hours that are over."""
+    def _credit_mined(self, now: datetime, *, credit_venue: bool = True) -> None:
+        """Add the fleet's hashrate to this hour's samples; book the hours that are over in the
+        ledger and, on the seller (`credit_venue`), credit them to the paper venue at once."""
         from treasury.venues.paper import PaperVenue
 
         hour = hour_floor(now)
@@ -407,7 +417,8 @@ class TreasuryService:
                 if self.ledger.record_deposit(
                     paper[0].name, reference, self.base, amount, sampled_hour + HOUR, "estimate"
                 ):
-                    paper[0].deposit(self.base, amount)
+                    if credit_venue:
+                        paper[0].deposit(self.base, amount)
                     log.info(
                         "mined coins credited hour=%s fleet_ths=%.1f coins=%s",
                         sampled_hour.isoformat(),

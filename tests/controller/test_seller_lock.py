@@ -341,3 +341,52 @@ def test_takeover_continues_the_sellers_bookkeeping(postgres_url: str, tmp_path:
         for service in (first, second):
             service.seller.release()
             service.gateway.engine.dispose()
+
+
+def test_standby_books_its_sites_mined_coins_and_the_seller_credits_them(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A multi-site farm sells one account: the standby gateway's rigs mine too. It books its
+    own sites' coins in the shared ledger each hour; the seller credits them to the account."""
+    from miners.status import RigStatus
+
+    first = _treasury(postgres_url, tmp_path / "gw1", "west", tmp_path / "data")
+    second = _treasury(postgres_url, tmp_path / "gw2", "east", tmp_path / "data")
+    ledger = Ledger(first.gateway.engine)
+    first.gateway.state.statuses = {"w1": RigStatus(state="hashing", hashrate_ths=100.0)}
+    second.gateway.state.statuses = {
+        "e1": RigStatus(state="hashing", hashrate_ths=200.0),
+        "e2": RigStatus(state="curtailed", hashrate_ths=0.0),
+    }
+    try:
+        for minutes in (5, 35, 65):  # two samples in hour 0, hour 0 over at 1:05
+            now = START + timedelta(minutes=minutes)
+            first.tick(now)
+            assert second.tick(now) is None and second.view.seller == "standby"
+        mined = {
+            d.reference.split(":")[1]: d.amount
+            for d in ledger.deposits_between(FAR_PAST, FAR_FUTURE)
+            if d.reference.startswith("mined:")
+        }
+        assert set(mined) == {"west", "east"}
+        assert mined["east"] > 0
+        # 200 TH/s against 100 TH/s in the same hour at the same price: twice the coins (8 dp).
+        assert abs(mined["east"] - 2 * mined["west"]) <= Decimal("0.00000001")
+        # The seller's next tick credits the standby's coins to the one paper account.
+        first.tick(START + timedelta(minutes=70))
+        venue = PaperVenue(name="paper", state_path=tmp_path / "data" / "paper-paper.json")
+        sold = sum(
+            (f.amount for f in ledger.fills_between(FAR_PAST, FAR_FUTURE, side="sell")),
+            Decimal(0),
+        )
+        assert venue.fetch_balance()["BTC"].total == mined["west"] + mined["east"] - sold
+        # Booked once: more standby ticks in the same hour add nothing.
+        second.tick(START + timedelta(minutes=75))
+        again = [
+            d for d in ledger.deposits_between(FAR_PAST, FAR_FUTURE) if ":east:" in d.reference
+        ]
+        assert len(again) == 1
+    finally:
+        for service in (first, second):
+            service.seller.release()
+            service.gateway.engine.dispose()
