@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from treasury.tables import (
     FINAL_ORDER_STATUSES,
+    ORDER_STATUSES,
     BalanceSnapshot,
     Base,
     Deposit,
@@ -105,6 +106,9 @@ class DepositRecord:
 def utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes: they were stored as UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_UNFINISHED_STATUSES = tuple(s for s in ORDER_STATUSES if s not in FINAL_ORDER_STATUSES)
 
 
 def _now() -> datetime:
@@ -262,7 +266,9 @@ class Ledger:
     def unresolved_orders(self, venue: str | None = None) -> list[OrderRecord]:
         """Orders not yet final: the ones to reconcile against the venue before anything else."""
         with self._sessions() as session:
-            query = select(Order).where(Order.status.not_in(FINAL_ORDER_STATUSES))
+            # IN over the statuses still open (not NOT IN over the final ones): the status index
+            # then finds the few open orders instead of reading every order ever placed
+            query = select(Order).where(Order.status.in_(_UNFINISHED_STATUSES))
             if venue is not None:
                 query = query.where(Order.venue == venue)
             return [_order_record(r) for r in session.scalars(query.order_by(Order.id)).all()]
