@@ -25,6 +25,7 @@ from controller.metrics import FarmMetrics, RigLabels
 from controller.mqtt.tables import RigTelemetry
 from controller.power import placements, resolve_fleet_power_placed
 from controller.reconcile import ReconcileReport, ReconcileSettings, RigPlace, reconcile
+from controller.site_targets import SiteTargets
 from controller.storage import make_engine, session_factory
 from controller.tables import JobRun, RigRecord
 from miners.credentials import RigCredentials
@@ -129,6 +130,10 @@ class Gateway:
         self.meter_book = MeterBook([])
         self._known_identity: dict[str, str | None] = {}  # rig -> MAC already in the inventory
         self._placements = placements(self.rigs)
+        # A central plan's site power targets cap what the plan wants (controller/site_targets.py).
+        self.site_targets = SiteTargets(self.sites, self.rigs)
+        # One reconcile at a time: the scheduled one, an MQTT command's or a new target's.
+        self._reconcile_lock = asyncio.Lock()
         self.reconcile_settings = ReconcileSettings(
             batch_size=config.planner.stagger_batch, batch_delay_s=config.planner.stagger_delay_s
         )
@@ -222,6 +227,7 @@ class Gateway:
         self.state.last_poll_at = now
         self.metrics.observe_rigs(by_name, self.labels())
         await asyncio.to_thread(self._store_poll, by_name, now)
+        await self._acknowledge_targets(now)
         for listener in self.poll_listeners:
             try:
                 listener(by_name)
@@ -286,16 +292,19 @@ class Gateway:
         def remember(name: str, status: RigStatus) -> None:
             self.state.statuses[name] = status
 
-        report = await reconcile(
-            self.sessions,
-            self.places,
-            self.drivers,
-            self.state.statuses,
-            self.clock.now(),
-            self.reconcile_settings,
-            on_status=remember,
-        )
+        async with self._reconcile_lock:
+            report = await reconcile(
+                self.sessions,
+                self.places,
+                self.drivers,
+                self.state.statuses,
+                self.clock.now(),
+                self.reconcile_settings,
+                on_status=remember,
+                cap=self.site_targets.apply,
+            )
         self.state.last_reconcile = report
+        await self._acknowledge_targets(self.clock.now())
         if report.disobedient and self.alert_sink is not None:
             for rig in report.disobedient:
                 self.alert_sink(
@@ -304,6 +313,14 @@ class Gateway:
                     f"rig {rig} does not obey: {report.failed.get(rig, 'no change')}",
                 )
         return report
+
+    async def _acknowledge_targets(self, now: datetime) -> None:
+        # Acks carry the site's power as last measured: refreshed after every poll and reconcile.
+        self.site_targets.remember(self.state.statuses)
+        await asyncio.to_thread(
+            self.site_targets.acknowledge, self.sessions, self.state.statuses, now
+        )
+        self.metrics.observe_power_targets(self.sites, self.site_targets.in_force)
 
     def record_job(
         self, job: str, started_at: datetime, duration_s: float, error: str | None

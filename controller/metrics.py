@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from miners.status import RIG_STATES, RigStatus
+
+if TYPE_CHECKING:
+    from controller.site_targets import SitePowerAck
 
 RIG_LABELS = ("site", "rack", "rig", "mac", "model")
 
@@ -115,6 +120,18 @@ class FarmMetrics:
         self.proceeds = Counter(
             "farmctl_treasury_proceeds", "Sale proceeds (quote currency)", ("venue",), registry=r
         )
+        self.target_kw = Gauge(
+            "farmctl_site_power_target_kw",
+            "Site power cap in force now (a central plan's target, on its ramp)",
+            ("site",),
+            registry=r,
+        )
+        self.target_achieved_kw = Gauge(
+            "farmctl_site_power_target_achieved_kw",
+            "Site power measured while a target is in force",
+            ("site",),
+            registry=r,
+        )
         self.job_last_run = Gauge(
             "farmctl_job_last_run_timestamp_seconds",
             "End of the job's last run",
@@ -158,6 +175,20 @@ class FarmMetrics:
         """Rigs the plan wants hashing in the current hour, per site."""
         for site, count in hashing_by_site:
             self.plan_hashing.labels(site).set(count)
+
+    def observe_power_targets(
+        self, sites: Iterable[str], in_force: Mapping[str, SitePowerAck]
+    ) -> None:
+        """Cap and achieved kW per site with a target in force; series of other sites removed."""
+        for site in sites:
+            ack = in_force.get(site)
+            if ack is None or ack.cap_now_kw is None:
+                for gauge in (self.target_kw, self.target_achieved_kw):
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(site)
+                continue
+            self.target_kw.labels(site).set(ack.cap_now_kw)
+            self.target_achieved_kw.labels(site).set(ack.achieved_kw or 0.0)
 
     def serve(self, host: str, port: int) -> None:
         """Start the /metrics HTTP endpoint in a background thread."""

@@ -9,10 +9,15 @@ goes through the outbox table, so a broker restart loses nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+import paho.mqtt.client as paho
+from sqlalchemy import Connection
 
 from controller.config import RigConfig
 from controller.mqtt.bridge import BridgeSettings, CommandResult, MqttBridge
@@ -22,6 +27,13 @@ from controller.mqtt.outbox import OutboxDispatcher, enqueue
 from controller.mqtt.schemas import CurtailCommand, OverrideCommand, ResumeCommand
 from controller.overrides import OverrideError, add_override, until_next_hour
 from controller.power import meter_book
+from controller.site_targets import (
+    RETAINED_STATES,
+    SitePowerAck,
+    TargetError,
+    parse_target,
+    store_target,
+)
 from miners.driver import RigDriver
 from miners.mqtt_driver import MqttRigDriver, MqttRigHub
 from miners.status import RigStatus
@@ -92,6 +104,12 @@ class MqttService:
             site=sites[0] if len(sites) == 1 else "+",
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        # A central plan's power targets, one topic per site this gateway owns.
+        for site in sites:
+            self.client.subscribe(self.target_topic(site), self._on_power_target, qos=1)
+        gateway.site_targets.publish_ack = self.queue_target_ack
+        gateway.site_targets.after_ack = self.outbox.wake
+        self.target_duplicates = 0
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -144,6 +162,66 @@ class MqttService:
         """Publisher for `controller.notify.MqttChannel`: every message through the outbox."""
         with self.gateway.engine.begin() as conn:
             enqueue(conn, topic, payload, f"note-{uuid.uuid4().hex}")
+        self.outbox.wake()
+
+    # ---- central plan: site power targets --------------------------------------------------
+    def target_topic(self, site: str) -> str:
+        """Where a central planner publishes the site's power targets."""
+        return f"{self.config.mqtt.bridge_prefix}/{site}/power_target"
+
+    def queue_target_ack(self, conn: Connection, ack: SitePowerAck) -> None:
+        """Queue a target's ack in the caller's transaction (the one recording it)."""
+        enqueue(
+            conn,
+            f"{self.target_topic(ack.site)}/ack",
+            ack.payload(),
+            f"ptack-{ack.target_id}-{ack.state}-{ack.ts.isoformat()}-{uuid.uuid4().hex[:6]}",
+            retain=ack.state in RETAINED_STATES,
+        )
+
+    def _on_power_target(self, msg: paho.MQTTMessage) -> None:
+        # paho's thread: stored before the handler returns, so the broker's message is
+        # acknowledged only once the target is in the database (a crash before means redelivery).
+        site = msg.topic.split("/")[-2]
+        now = self.gateway.clock.now()
+        try:
+            target = parse_target(bytes(msg.payload), site)
+            with self.gateway.sessions.begin() as session:
+                result = store_target(session, target, [site], source="mqtt", now=now)
+                if result.stored:
+                    self.queue_target_ack(
+                        session.connection(),
+                        SitePowerAck(target.id, site, "pending", now, target.mode, target.kw),
+                    )
+        except TargetError as exc:
+            self._reject_target(site, bytes(msg.payload), str(exc), now)
+            return
+        if not result.stored:
+            self.target_duplicates += 1
+            log.info("power target already stored; duplicate dropped", extra={"target": target.id})
+            return
+        self.outbox.wake()
+        log.info(
+            "power target received",
+            extra={"target": target.id, "site": site, "mode": target.mode, "kw": target.kw},
+        )
+        start, end = target.window(now)
+        if start <= now < end and self._loop is not None:
+            # Act now rather than at the next reconcile minute.
+            asyncio.run_coroutine_threadsafe(self.gateway.reconcile(), self._loop)
+
+    def _reject_target(self, site: str, payload: bytes, error: str, now: datetime) -> None:
+        log.warning("power target rejected", extra={"site": site, "error": error})
+        try:
+            raw = json.loads(payload)
+        except ValueError:
+            raw = None
+        target_id = raw.get("id") if isinstance(raw, dict) else None
+        if not isinstance(target_id, str) or not 0 < len(target_id) <= 128:
+            return  # nobody to answer
+        ack = SitePowerAck(target_id, site, "rejected", now, reason=error)
+        with self.gateway.engine.begin() as conn:
+            self.queue_target_ack(conn, ack)
         self.outbox.wake()
 
     # ---- commands -------------------------------------------------------------------------

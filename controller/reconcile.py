@@ -28,6 +28,18 @@ log = logging.getLogger(__name__)
 
 Desired = Literal["hashing", "curtailed"]
 _RANK = {"rig": 0, "rack": 1, "site": 2}
+# Caps the desired states in place after override > plan > default (site power targets,
+# controller/site_targets.py): (session to commit, wanted, statuses, rig_control rows, now).
+CapHook = Callable[
+    [
+        Session,
+        dict[str, tuple[Desired, str]],
+        Mapping[str, RigStatus],
+        Mapping[str, RigControl],
+        datetime,
+    ],
+    None,
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +119,18 @@ def desired_states(
     return result
 
 
+def _capped(
+    factory: sessionmaker[Session],
+    cap: CapHook,
+    wanted: dict[str, tuple[Desired, str]],
+    statuses: Mapping[str, RigStatus],
+    controls: Mapping[str, RigControl],
+    now: datetime,
+) -> None:
+    with factory.begin() as session:
+        cap(session, wanted, statuses, controls, now)
+
+
 def _as_desired(value: str) -> Desired:
     if value not in ("hashing", "curtailed"):
         raise ValueError(f"desired state {value!r} is neither hashing nor curtailed")
@@ -131,12 +155,18 @@ async def reconcile(
     now: datetime,
     settings: ReconcileSettings,
     on_status: Callable[[str, RigStatus], None] | None = None,
+    cap: CapHook | None = None,
 ) -> ReconcileReport:
-    """Compare desired and actual state of every rig and act on the differences, staggered."""
+    """Compare desired and actual state of every rig and act on the differences, staggered.
+
+    `cap` may curtail more rigs than the plan and overrides do (a site power target).
+    """
     report = ReconcileReport(at=now)
     with factory() as session:
         wanted = await asyncio.to_thread(desired_states, session, rigs, now)
         controls = _Controls({c.rig: c for c in session.scalars(select(RigControl))})
+    if cap is not None:
+        await asyncio.to_thread(_capped, factory, cap, wanted, statuses, controls, now)
     todo: list[tuple[str, Literal["curtail", "resume"], Desired]] = []
     for rig in rigs:
         desired, _why = wanted[rig.name]

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, MetaData, String, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Same naming convention in every package so Alembic emits stable constraint names on SQLite and PostgreSQL.
@@ -105,3 +115,37 @@ class JobRun(Base):
     error: Mapped[str | None] = mapped_column(String(500))
 
     __table_args__ = (Index("ix_job_run_job_started", "job", "started_at"),)
+
+
+class SitePowerTargetRow(Base):
+    """A central plan's power target for one site (controller/site_targets.py), and its ack.
+
+    A central planner writes the request columns (directly, over MQTT or with the CLI); the
+    site's gateway reads them on each reconcile and fills the ack columns (`state` onwards).
+    """
+
+    __tablename__ = "site_power_target"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(8))  # "to_kw" or "by_kw"
+    kw: Mapped[float] = mapped_column(Float)
+    # server defaults: a planner inserting rows by hand may leave these out
+    ramp_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    issuer: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(String(8), default="db", server_default="db")  # mqtt/cli/db
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # ---- written by the gateway ----
+    superseded_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    baseline_kw: Mapped[float | None] = mapped_column(Float, default=None)
+    cap_kw: Mapped[float | None] = mapped_column(Float, default=None)
+    state: Mapped[str | None] = mapped_column(String(16), default=None)
+    state_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    achieved_kw: Mapped[float | None] = mapped_column(Float, default=None)
+    acked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+    __table_args__ = (Index("ix_site_power_target_site_ends", "site", "ends_at"),)
