@@ -7,6 +7,12 @@ pending rows with QoS 1 while the broker is connected, at most `window` in fligh
 is published, so memory stays bounded by the window: the table is the buffer. After a crash
 every unacknowledged row is sent again; receivers drop the repeat by `msg_id`.
 
+Several gateways on one database share the table (issue 8): a dispatcher claims the rows it
+is about to publish (`sent_at`, in one conditional UPDATE), so each row goes out through one
+gateway; a row claimed but not acknowledged within `claim_s` (its gateway died or lost the
+broker) is claimed again by whichever dispatcher is connected. A gateway cut from the broker
+while its database stays reachable thus gets its messages out through the others.
+
 A broker acknowledges a message before it is on disk: killed in that instant, it loses a
 message we already marked done. For what must arrive (sale reports) a row can ask for an
 end-to-end receipt (`confirm=True`): the receiving `ReliableConsumer` publishes the msg_id on
@@ -105,6 +111,7 @@ class OutboxDispatcher:
         poll_interval_s: float = 0.5,
         receipt_topic: str | None = None,
         confirm_timeout_s: float = 30.0,
+        claim_s: float = 10.0,
     ) -> None:
         if window < 1:
             raise ValueError(f"outbox window must be >= 1, got {window}")
@@ -120,6 +127,7 @@ class OutboxDispatcher:
         self._receipts: deque[str] = deque()
         self.receipt_topic = receipt_topic
         self.confirm_timeout_s = confirm_timeout_s
+        self.claim_s = claim_s
         self._last_resend_check = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -263,7 +271,7 @@ class OutboxDispatcher:
                     _T.c.acked_at.is_not(None),
                     _T.c.acked_at < cutoff,
                 )
-                .values(acked_at=None, last_error="no receipt: sent again")
+                .values(acked_at=None, sent_at=None, last_error="no receipt: sent again")
             )
         resent = int(result.rowcount or 0)
         if resent:
@@ -278,19 +286,31 @@ class OutboxDispatcher:
         if room <= 0:
             return
         busy = set(self._inflight.values())
+        now = datetime.now(UTC)
+        # Free: never sent, or sent by a dispatcher that has not seen it acknowledged in time.
+        free = and_(
+            _T.c.acked_at.is_(None),
+            or_(_T.c.sent_at.is_(None), _T.c.sent_at < now - timedelta(seconds=self.claim_s)),
+        )
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(_T.c.id, _T.c.msg_id, _T.c.topic, _T.c.payload, _T.c.qos, _T.c.retain)
-                .where(_T.c.acked_at.is_(None))
-                .order_by(_T.c.id)
-                .limit(room + len(busy))
+            ids = conn.scalars(
+                select(_T.c.id).where(free).order_by(_T.c.id).limit(room + len(busy))
             ).all()
-        sent: list[int] = []
-        for row in rows:
-            if row.id in busy:
-                continue
-            if len(sent) >= room or not self.client.connected:
-                break
+        ids = [i for i in ids if i not in busy][:room]
+        if not ids:
+            return
+        # The claim: another gateway's dispatcher may have taken some of them since the SELECT.
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                update(_T)
+                .where(_T.c.id.in_(ids), free)
+                .values(sent_at=now, attempts=_T.c.attempts + 1)
+                .returning(_T.c.id, _T.c.msg_id, _T.c.topic, _T.c.payload, _T.c.qos, _T.c.retain)
+            ).all()
+        sent = 0
+        for row in sorted(rows, key=lambda r: r.id):
+            if not self.client.connected:
+                break  # the rest stays claimed until claim_s: then any dispatcher sends it
             info = self.client.publish(
                 row.topic, row.payload, qos=row.qos, retain=bool(row.retain), msg_id=row.msg_id
             )
@@ -301,15 +321,7 @@ class OutboxDispatcher:
                 # QoS 0 has no PUBACK: handed to the socket is as good as it gets
                 self._acks.append((info.mid, ReasonCode(PacketTypes.PUBACK, identifier=0)))
             self._inflight[info.mid] = row.id
-            sent.append(row.id)
-        if sent:
-            now = datetime.now(UTC)
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(_T)
-                    .where(_T.c.id.in_(sent))
-                    .values(sent_at=now, attempts=_T.c.attempts + 1)
-                )
-            self.stats.published += len(sent)
-            if len(sent) == room:
-                self._wake.set()
+            sent += 1
+        self.stats.published += sent
+        if sent == room:
+            self._wake.set()
