@@ -122,6 +122,16 @@ def _bounds(day: date) -> str:
     return f"FROM ('{lower:%Y-%m-%d %H:%M:%S}+00') TO ('{upper:%Y-%m-%d %H:%M:%S}+00')"
 
 
+def _one_maintainer(conn: Connection, table: str) -> None:
+    """Serialize partition changes of `table` across gateways sharing the database (issue 8):
+    gateways starting together would otherwise create the same day twice (DuplicateTable).
+    A transaction-scoped advisory lock; the checks after it see what the previous holder
+    committed (READ COMMITTED takes a new snapshot per statement)."""
+    conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"farmctl.partitions:{table}"}
+    )
+
+
 def create_day_partition(engine: Engine, table: str, day: date) -> tuple[bool, int]:
     """Create `table`'s partition for `day` unless it exists; returns (created, rows moved).
 
@@ -131,6 +141,7 @@ def create_day_partition(engine: Engine, table: str, day: date) -> tuple[bool, i
     """
     with engine.begin() as conn:
         conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        _one_maintainer(conn, table)
         if day in day_partitions(conn, table):
             return False, 0
         schema = _schema_of(conn, table)
@@ -206,7 +217,8 @@ def drop_partitions_before(engine: Engine, table: str, cutoff: datetime) -> Rete
             continue
         with engine.begin() as conn:
             conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-            conn.execute(text(f"DROP TABLE {_qualified(conn, schema, name)}"))
+            _one_maintainer(conn, table)
+            conn.execute(text(f"DROP TABLE IF EXISTS {_qualified(conn, schema, name)}"))
         report.dropped.append(name)
     with engine.begin() as conn:
         default = f"{schema}.{default_partition_name(table)}"

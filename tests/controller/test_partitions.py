@@ -224,3 +224,39 @@ def test_sqlite_retention_deletes_rows(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert list(conn.execute(sa.select(RigTelemetry.msg_id)).scalars()) == ["new"]
     engine.dispose()
+
+
+def test_gateways_starting_together_create_each_day_once(postgres_url: str) -> None:
+    """Three gateways on one database make the coming days' partitions at the same moment."""
+    import threading
+
+    migrate.upgrade(postgres_url)
+    engines = [make_engine(postgres_url) for _ in range(3)]
+    start = datetime.now(UTC).date() + timedelta(days=30)  # days the migration did not make
+    barrier, errors, created = threading.Barrier(3), [], []
+
+    def gateway(engine: sa.Engine) -> None:
+        barrier.wait()
+        try:
+            report = partitions.ensure_partitions(engine, "rig_telemetry", start, ahead_days=5)
+            created.extend(report.created)
+        except Exception as exc:  # the failure under test: DuplicateTable
+            errors.append(exc)
+
+    threads = [threading.Thread(target=gateway, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert errors == []
+        expected = [
+            partitions.partition_name("rig_telemetry", start + timedelta(days=i)) for i in range(6)
+        ]
+        assert sorted(created) == expected  # each day made by exactly one gateway
+        with engines[0].connect() as conn:
+            days = partitions.day_partitions(conn, "rig_telemetry")
+        assert all(start + timedelta(days=i) in days for i in range(6))
+    finally:
+        for engine in engines:
+            engine.dispose()
