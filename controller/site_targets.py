@@ -118,6 +118,15 @@ def check_target(target: SitePowerTarget, sites: Iterable[str], now: datetime) -
         raise TargetError(f"target window {end - start} is longer than {MAX_WINDOW}")
 
 
+def describe(exc: ValidationError) -> str:
+    """A target's validation errors in one line: `kw: Input should be ...; end: ...`."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'target'}: "
+        + e["msg"].removeprefix("Value error, ")
+        for e in exc.errors()[:5]
+    )
+
+
 def parse_target(payload: bytes, site: str) -> SitePowerTarget:
     """A target from an MQTT payload on `<prefix>/<site>/power_target`; the site must match."""
     if len(payload) > MAX_TARGET_BYTES:
@@ -125,11 +134,7 @@ def parse_target(payload: bytes, site: str) -> SitePowerTarget:
     try:
         target = SitePowerTarget.model_validate_json(payload)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'target'}: {e['msg']}"
-            for e in exc.errors()[:5]
-        )
-        raise TargetError(f"invalid target: {problems}") from None
+        raise TargetError(f"invalid target: {describe(exc)}") from None
     if target.site != site:
         raise TargetError(f"target for site {target.site!r} sent on the topic of site {site!r}")
     return target

@@ -15,6 +15,7 @@ from controller.cli import (
     override_cmd,
     plan_cmd,
     sales_cmd,
+    site_cmd,
     treasury_cmd,
 )
 
@@ -36,6 +37,7 @@ for module in (
     treasury_cmd,
     sales_cmd,
     override_cmd,
+    site_cmd,
     daemon_cmd,
 ):
     module.register(app)

@@ -365,3 +365,69 @@ def test_to_kw_unreachable_names_the_overrides_and_db_rows_are_validated(
     with sessions() as session:
         good = session.get(SitePowerTargetRow, "db-good")
         assert good is not None and good.state == "unreachable" and good.cap_kw == 2.0
+
+
+# ---- CLI ----------------------------------------------------------------------------------------
+
+
+def test_cli_add_list_cancel(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from controller.cli.main import app
+
+    example = Path(__file__).resolve().parents[2] / "config" / "farm.example.toml"
+    config = tmp_path / "farm.toml"
+    config.write_text(example.read_text().replace('data_dir = "var"', f'data_dir = "{tmp_path}"'))
+    runner = CliRunner()
+    base = ["site", "target", "add", "-c", str(config), "--site", "west"]
+    added = runner.invoke(
+        app, [*base, "--to-kw", "450", "--ramp", "300", "--for", "2h", "--id", "peak-1"]
+    )
+    assert added.exit_code == 0, added.output
+    assert added.stdout.startswith("target peak-1: site west to 450 kW, ramp 300 s, ")
+    newer = runner.invoke(app, [*base, "--by-kw", "100", "--for", "1h", "--id", "peak-2"])
+    assert newer.exit_code == 0, newer.output
+    assert "supersedes target peak-1" in newer.stdout
+    for args, error in (
+        (["--to-kw", "-5", "--for", "1h"], "error: kw: Input should be greater than or equal to 0"),
+        (
+            ["--to-kw", "5", "--start", "2019-12-31T00:00:00", "--until", "2020-01-01T00:00:00"],
+            "error: target window already over",
+        ),
+        (
+            ["--to-kw", "5", "--until", "2020-01-01T00:00:00"],
+            "error: target: target end 2020-01-01T00:00:00+00:00 is not after start",
+        ),
+        (["--to-kw", "5", "--by-kw", "3", "--for", "1h"], "give exactly one of --to-kw, --by-kw"),
+    ):
+        bad = runner.invoke(app, [*base, *args])
+        assert bad.exit_code == 2 and error in bad.output, bad.output
+    ghost = runner.invoke(
+        app,
+        [
+            "site",
+            "target",
+            "add",
+            "-c",
+            str(config),
+            "--site",
+            "ghost",
+            "--to-kw",
+            "1",
+            "--for",
+            "1h",
+        ],
+    )
+    assert ghost.exit_code == 2 and "unknown site 'ghost'" in ghost.output
+    listed = runner.invoke(app, ["site", "target", "list", "-c", str(config)])
+    lines = listed.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["peak-1", "peak-2"]
+    assert "(superseded by peak-2)" in lines[0] and "by 100 kW\tramp 0 s" in lines[1]
+    assert "\tpending\t-\tcli:cli" in lines[1]
+    cancelled = runner.invoke(app, ["site", "target", "cancel", "-c", str(config), "peak-2"])
+    assert cancelled.exit_code == 0 and cancelled.stdout == "target peak-2 cancelled\n"
+    assert (
+        runner.invoke(app, ["site", "target", "cancel", "-c", str(config), "nope"]).exit_code == 1
+    )
+    remaining = runner.invoke(app, ["site", "target", "list", "-c", str(config)])
+    assert [line.split("\t")[0] for line in remaining.stdout.splitlines()] == ["peak-1"]
