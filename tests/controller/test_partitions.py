@@ -260,3 +260,53 @@ def test_gateways_starting_together_create_each_day_once(postgres_url: str) -> N
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def _gateway(url: str, folder: Path) -> Any:
+    from controller.config import parse_config
+    from controller.gateway import Gateway
+
+    raw = {
+        "farm": {"name": "parts", "data_dir": str(folder)},
+        "sites": [{"id": "west"}],
+        "rigs": [{"name": "rig-01", "site": "west", "address": "127.0.0.1:4028"}],
+        "database": {"url": url, "telemetry_retention_days": 30},
+        "metrics": {"enabled": False},
+    }
+    return Gateway(parse_config(raw, folder / "farm.toml"), base_dir=folder)
+
+
+def test_gateway_housekeeping_drops_days_and_start_prepares_the_week(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    migrate.upgrade(postgres_url)
+    gateway = _gateway(postgres_url, tmp_path)
+    today = datetime.now(UTC).date()
+    with gateway.engine.begin() as conn:
+        # a gateway that was down: only partitions of long ago are left
+        for day in partitions.day_partitions(conn, "rig_telemetry").values():
+            conn.execute(sa.text(f'DROP TABLE "{day}"'))
+    partitions.ensure_partitions(gateway.engine, "rig_telemetry", today - timedelta(days=40), 1)
+    with gateway.engine.begin() as conn:
+        insert_ignoring_duplicates(
+            conn,
+            TABLE,
+            [
+                _row("old", partitions.day_start(today - timedelta(days=40))),
+                _row("now", datetime.now(UTC)),  # no partition yet: the default takes it
+            ],
+        )
+    gateway._prepare_telemetry_partitions()
+    with gateway.engine.connect() as conn:
+        days = partitions.day_partitions(conn, "rig_telemetry")
+    assert sorted(days)[-8:] == [today + timedelta(days=i) for i in range(8)]
+    assert _where(gateway.engine)["now"] == f"rig_telemetry_p{today:%Y%m%d}"
+    removed = gateway.housekeeping()
+    assert removed == {
+        "rig_telemetry": 0,
+        "rig_telemetry_partitions_dropped": 2,  # the two days of 40 and 39 days ago
+        "rig_telemetry_partitions_created": 0,
+        "job_run": 0,
+    }
+    assert sorted(_where(gateway.engine)) == ["now"]
+    gateway.engine.dispose()
