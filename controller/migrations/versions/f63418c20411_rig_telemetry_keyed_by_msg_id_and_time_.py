@@ -85,9 +85,12 @@ def upgrade() -> None:
     op.create_index("ix_rig_telemetry_rig_time", "rig_telemetry", ["site", "rig", "time"])
     if postgresql:
         op.execute("CREATE TABLE rig_telemetry_default PARTITION OF rig_telemetry DEFAULT")
-        oldest, newest = bind.execute(
-            sa.text("SELECT min(time), max(time) FROM rig_telemetry_old")
-        ).one()
+        # offline (`--sql`) there are no rows to look at: today and the week ahead only
+        oldest, newest = (
+            (None, None)
+            if op.get_context().as_sql
+            else bind.execute(sa.text("SELECT min(time), max(time) FROM rig_telemetry_old")).one()
+        )
         today = datetime.now(UTC).date()
         first = min(_as_day(oldest), today) if oldest is not None else today
         last = (
