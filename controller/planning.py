@@ -261,6 +261,9 @@ class PlanService:
             constraints_from(self.config, self.feed.timezone),
             initial=initial,
             created_at=now,
+            # Plain Python: an hourly plan of a few groups takes milliseconds, and the daemon
+            # then never loads numba/LLVM (~60 MB of its RSS; issue 7's memory budget).
+            compiled=False,
         )
         self._store(plan, now)
         self.last_plan, self.last_forecast = plan, forecast

@@ -19,13 +19,13 @@ margins): one code path.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
 from forecasting.economics import break_even_price
 from forecasting.plan_types import (
@@ -49,8 +49,7 @@ FORCED_ON = 1
 _TIE = 1e-9  # makes "stay" win a tie against "switch"
 
 
-@njit(cache=True)
-def _dp_kernel(  # pragma: no cover - compiled
+def _dp_kernel(
     margin: np.ndarray,
     day: np.ndarray,
     forced: np.ndarray,
@@ -124,19 +123,32 @@ def _dp_kernel(  # pragma: no cover - compiled
     return out
 
 
+@functools.cache
+def _compiled_dp_kernel() -> Callable[..., np.ndarray]:
+    """The same kernel compiled by numba, loaded on first use: numba and LLVM cost ~60 MB of
+    RSS, worth it for backtests that plan thousands of times, not for an hourly plan."""
+    from numba import njit
+
+    kernel: Callable[..., np.ndarray] = njit(cache=True)(_dp_kernel)
+    return kernel
+
+
 def schedule_group(
     margin_per_mwh: np.ndarray,
     day_index: np.ndarray,
     forced: np.ndarray,
     state: GroupState,
     constraints: PlanConstraints,
+    *,
+    compiled: bool = True,
 ) -> np.ndarray:
     """Best on/off schedule (bool per hour) of one group for hourly margins per MWh.
 
     ``margin_per_mwh[t]`` is what one MW hashing for hour t earns minus its power cost;
     ``day_index`` numbers local days (switch limits reset when it changes); ``forced`` holds
     -1 (free), 0 (forced off) or 1 (forced on) per hour. ``state`` is the group's state just
-    before the first hour.
+    before the first hour. ``compiled=False`` runs the kernel as plain Python (same function,
+    same result; ~5 ms for a 48-hour group) without loading numba.
     """
     margin = np.ascontiguousarray(margin_per_mwh, dtype=np.float64)
     n = margin.shape[0]
@@ -146,7 +158,8 @@ def schedule_group(
         return np.zeros(0, dtype=bool)
     if np.isnan(margin).any():
         raise PlanError(f"margin has NaN at hour {int(np.argmax(np.isnan(margin)))}")
-    out: np.ndarray = _dp_kernel(
+    kernel = _compiled_dp_kernel() if compiled else _dp_kernel
+    out: np.ndarray = kernel(
         margin,
         np.ascontiguousarray(day_index, dtype=np.int64),
         np.ascontiguousarray(forced, dtype=np.int8),
@@ -253,6 +266,8 @@ def plan_hours(
     initial: Mapping[str, GroupState] | None = None,
     pool_fee: float = 0.0,
     created_at: datetime | None = None,
+    *,
+    compiled: bool = True,
 ) -> HashingPlan:
     """Plan the next hours (typically 24-48) for a fleet.
 
@@ -260,7 +275,7 @@ def plan_hours(
     the site's currency per MWh. ``groups``: the fleet grouped by efficiency. ``initial``: each
     group's state before the first hour (default: hashing for a day, no switches yet).
     Returns a :class:`HashingPlan` with one :class:`PlanHour` per group and hour and staggered
-    :class:`RigAction` lists for every switch.
+    :class:`RigAction` lists for every switch. ``compiled``: see :func:`schedule_group`.
     """
     cons = constraints or PlanConstraints()
     if not groups:
@@ -281,7 +296,7 @@ def plan_hours(
         be = break_even_price(hashprice_usd_per_th_day, group.j_per_th, pool_fee)
         margin = effective_margin(be, p10, p50, p90, cons.deadband_scale)
         state = states.get(group.name, GroupState())
-        on = schedule_group(margin, days, forced[group.name], state, cons)
+        on = schedule_group(margin, days, forced[group.name], state, cons, compiled=compiled)
         schedules[group.name] = on
         for t, start in enumerate(hours.to_pydatetime()):
             if reasons[group.name][t]:

@@ -232,3 +232,42 @@ def test_dynamic_programme_is_optimal_against_enumeration(seed: int) -> None:
     value = _value_if_feasible([bool(x) for x in on], margin, days, state, cons)
     assert value is not None, "the planned schedule breaks a constraint"
     assert value == pytest.approx(_brute_force_best(margin, days, state, cons), abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_plain_python_kernel_plans_exactly_like_the_compiled_one(seed: int) -> None:
+    # The daemon plans with compiled=False (no numba in its memory); backtests compile.
+    rng = np.random.default_rng(100 + seed)
+    n = 48
+    margin = rng.normal(0, 25, n)
+    days = np.repeat(np.arange(2), 24)
+    forced = np.full(n, -1, dtype=np.int8)
+    forced[rng.integers(0, n, 4)] = rng.integers(0, 2, 4)
+    cons = PlanConstraints(
+        min_on_hours=int(rng.integers(1, 4)),
+        min_off_hours=int(rng.integers(1, 4)),
+        switch_cost_usd_per_mw=float(rng.choice([0.0, 5.0, 20.0])),
+        max_switches_per_day=int(rng.integers(1, 7)),
+    )
+    state = GroupState(bool(rng.integers(0, 2)), int(rng.integers(1, 4)), int(rng.integers(0, 2)))
+    compiled = schedule_group(margin, days, forced, state, cons)
+    plain = schedule_group(margin, days, forced, state, cons, compiled=False)
+    assert plain.dtype == compiled.dtype == np.bool_
+    assert plain.tolist() == compiled.tolist()
+    assert 0 < int(plain.sum()) < n  # a real mix of hashing and curtailed hours
+
+
+def test_planner_module_does_not_load_numba() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from forecasting.plan_types import GroupState, PlanConstraints\n"
+        "from forecasting.planner import schedule_group\n"
+        "on = schedule_group(np.array([5.0, -9.0, 4.0]), np.zeros(3, dtype=np.int64),\n"
+        "    np.full(3, -1, dtype=np.int8), GroupState(), PlanConstraints(), compiled=False)\n"
+        "print(on.tolist(), 'numba' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[True, False, True] False"
