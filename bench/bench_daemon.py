@@ -11,6 +11,12 @@
    the same windows, measured the same way. It stores nothing; the daemon also writes every
    reading to SQLite and runs its other jobs.
 
+With ../shared/data present (FARMCTL_DATA_DIR) the daemon also plans: the recorded ERCOT
+LZ_WEST day-ahead and real-time prices are stored in its database first, its farm clock starts
+at PLAN_AT (inside the recording, real-time speed), so the refit (RT forecaster on 180 days)
+and replan jobs run with the fleet's 5,000 rigs as they would on a real-time tariff. The live
+ERCOT feed points at a closed local port (the ingest job fails fast; nothing leaves the host).
+
 Run: `python -m bench daemon` (env BENCH_DAEMON_RIGS, BENCH_DAEMON_WARMUP_S,
 BENCH_DAEMON_MEASURE_S). Only 127.0.0.1 is contacted. Target (issue 7): < 15 % of one core,
 < 400 MB RSS.
@@ -31,6 +37,7 @@ from typing import Any
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 FARMCTL = [str(Path(sys.executable).parent / "farmctl")]
+PLAN_AT = "2025-08-20T14:00:00+00:00"  # ERCOT LZ_WEST: an August afternoon in the recording
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -74,8 +81,34 @@ def measure(proc: subprocess.Popen[bytes], warmup_s: float, measure_s: float) ->
     }
 
 
-def daemon_config(rigs: list[dict[str, Any]], folder: Path) -> Path:
-    """A farm config (TOML) with every simulated rig, state in `folder`."""
+def shared_data_dir() -> Path | None:
+    """FARMCTL_DATA_DIR, else ../shared/data beside the repository, when it holds ERCOT."""
+    raw = os.environ.get("FARMCTL_DATA_DIR")
+    folder = Path(raw) if raw else REPO.parent / "shared" / "data"
+    return folder if (folder / "electricity" / "ercot").is_dir() else None
+
+
+def seed_prices(database_url: str, data_dir: Path) -> int:
+    """Store the recorded ERCOT LZ_WEST DA and RT prices; returns rows written."""
+    from datetime import datetime
+
+    from controller.migrate import upgrade
+    from controller.storage import make_engine
+    from forecasting.ercot import ercot_file, load_ercot_hourly
+    from forecasting.price_store import upsert_prices
+
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    prices = load_ercot_hourly(ercot_file(data_dir), "LZ_WEST")
+    at = datetime.fromisoformat(PLAN_AT)
+    written = sum(upsert_prices(engine, s, now=at) for s in (prices.day_ahead, prices.real_time))
+    engine.dispose()
+    return written
+
+
+def daemon_config(rigs: list[dict[str, Any]], folder: Path, plan: bool = False) -> Path:
+    """A farm config (TOML) with every simulated rig, state in `folder`; `plan`: a real-time
+    ERCOT LZ_WEST tariff whose live feed is a closed local port (prices are seeded)."""
     lines = [
         "[farm]",
         'name = "bench"',
@@ -99,6 +132,15 @@ def daemon_config(rigs: list[dict[str, Any]], folder: Path) -> Path:
         "poll_interval_s = 30",
         "",
     ]
+    if plan:
+        lines += [
+            "[electricity]",
+            'market = "ercot"',
+            'zone = "LZ_WEST"',
+            'tariff = "real_time"',
+            'api_url = "http://127.0.0.1:9"',
+            "",
+        ]
     for rig in rigs:
         lines += [
             "[[rigs]]",
@@ -174,11 +216,19 @@ def main() -> None:
                     raise RuntimeError("simulator did not start")
                 time.sleep(0.5)
             rigs = json.loads(manifest.read_text())["rigs"]
-            config = daemon_config(rigs, folder)
+            data = shared_data_dir()
+            config = daemon_config(rigs, folder, plan=data is not None)
+            clock: list[str] = []
+            if data is not None:
+                seeded = seed_prices(f"sqlite:///{folder / 'farmctl.db'}", data)
+                clock = ["--clock-start", PLAN_AT, "--clock-epoch", f"{time.time():.3f}"]
+                print(f"planning on: {seeded} ERCOT LZ_WEST price rows, farm clock from {PLAN_AT}")
+            else:
+                print("planning off: no ../shared/data (FARMCTL_DATA_DIR) with ERCOT prices")
             results: dict[str, dict[str, float]] = {}
             log = (folder / "daemon.log").open("wb")
             daemon = subprocess.Popen(
-                [*FARMCTL, "run", "--config", str(config)], env=env, stdout=log, stderr=log
+                [*FARMCTL, "run", "--config", str(config), *clock], env=env, stdout=log, stderr=log
             )
             try:
                 results["farmctl run"] = measure(daemon, warmup, window)
@@ -186,6 +236,7 @@ def main() -> None:
                 daemon.terminate()
                 daemon.wait(60)
             polls = _poll_stats(folder / "farmctl.db", n)
+            jobs_seen = _job_stats(folder / "farmctl.db")
             peer = subprocess.Popen(
                 [sys.executable, "-c", PEER, str(manifest), "30"],
                 env=env,
@@ -202,6 +253,7 @@ def main() -> None:
             sim.wait(60)
     print(f"{n} rigs, poll every 30 s, warm-up {warmup} s, measured {window} s")
     print(f"daemon polls: {polls}")
+    print(f"daemon jobs (runs/failures): {jobs_seen}")
     for name, r in results.items():
         print(
             f"{name:22} CPU {r['cpu_pct']:5.1f} % of one core   "
@@ -228,6 +280,17 @@ def _poll_stats(db: Path, rigs: int) -> str:
             " and state != 'offline'"
         ).fetchone()[0]
     return f"{count} runs, {avg or 0:.2f} s each on average, {last}/{rigs} rigs up in the last"
+
+
+def _job_stats(db: Path) -> str:
+    """Runs and failures per job (job_run table), to show the planning jobs really ran."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "select job, count(*), sum(case when ok then 0 else 1 end) from job_run group by job"
+        ).fetchall()
+    return ", ".join(f"{job} {runs}/{failed}" for job, runs, failed in sorted(rows))
 
 
 if __name__ == "__main__":
