@@ -208,7 +208,8 @@ class MqttService:
         start, end = target.window(now)
         if start <= now < end and self._loop is not None:
             # Act now rather than at the next reconcile minute.
-            asyncio.run_coroutine_threadsafe(self.gateway.reconcile(), self._loop)
+            run = asyncio.run_coroutine_threadsafe(self.gateway.reconcile(), self._loop)
+            run.add_done_callback(_log_failure)
 
     def _reject_target(self, site: str, payload: bytes, error: str, now: datetime) -> None:
         log.warning("power target rejected", extra={"site": site, "error": error})
@@ -270,3 +271,8 @@ class MqttService:
                 "skipped_offline": report.skipped_offline,
             }
         return CommandResult(ok=not (report and report.failed), detail=detail)
+
+
+def _log_failure(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("reconcile for a new power target failed", exc_info=future.exception())

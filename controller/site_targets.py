@@ -303,6 +303,8 @@ class CapDecision:
     held_by_override: list[str] = field(default_factory=list)
     not_curtailable: list[str] = field(default_factory=list)
     offline: list[str] = field(default_factory=list)
+    # offline rigs desired hashing -> what they would draw hashing (unseen, maybe drawing)
+    offline_w: dict[str, float] = field(default_factory=dict)
 
 
 def _bucket(jth: float | None) -> float:
@@ -331,6 +333,7 @@ def select_curtailments(rigs: Sequence[RigPower], cap_w: float) -> CapDecision:
         projected_w=projected,
         shortfall_w=0.0,
         offline=[r.name for r in rigs if not r.online and r.desired == "hashing"],
+        offline_w={r.name: r.hashing_w for r in rigs if not r.online and r.desired == "hashing"},
     )
     if projected <= cap_w:
         return decision
@@ -430,6 +433,7 @@ class _Applied:
     baseline_w: float
     fraction: float
     decision: CapDecision
+    blind: bool = False  # no rig of the site answered: nothing measured, nothing decided
 
 
 class SiteTargets:
@@ -512,6 +516,15 @@ class SiteTargets:
                 for name, (d, why) in wanted.items()
                 if self._site_of.get(name) == row.site
             ]
+            if not any(r.online for r in rigs):
+                # Nothing measured (no poll yet after a start, or the site's network is down):
+                # neither a baseline nor a choice of rigs can be made from nothing.
+                cap_w = row.kw * 1000 if row.mode == "to_kw" else (row.cap_kw or 0.0) * 1000
+                applied[row.site] = _Applied(
+                    row.id, row.site, row.mode, row.kw, cap_w, cap_w, 0.0, 0.0,
+                    CapDecision(cap_w, [], 0.0, 0.0), blind=True,
+                )  # fmt: skip
+                continue
             if row.applied_at is None:
                 # The baseline is what the site draws when the gateway first applies the target.
                 row.applied_at = now
@@ -542,7 +555,7 @@ class SiteTargets:
             )
         )
         for row in fresh:
-            problem = _row_problem(row)
+            problem = _row_problem(row, now)
             if problem is None:
                 row.state, row.acked_at = "pending", now
                 self._queue_ack(
@@ -623,7 +636,11 @@ class SiteTargets:
         d = applied.decision
         state: AckState
         reason = None
-        if d.shortfall_w > 0:
+        # Offline rigs the plan wants hashing may be drawing up to their hashing power unseen.
+        unseen_w = sum(d.offline_w.values())
+        if applied.blind:
+            state, reason = "unreachable", "no rig of the site answered the last poll"
+        elif d.shortfall_w > 0:
             state = "unreachable"
             blockers = []
             if d.held_by_override:
@@ -635,10 +652,15 @@ class SiteTargets:
             reason = f"short by {d.shortfall_w / 1000:.1f} kW: " + ", ".join(blockers)
         elif applied.fraction < 1.0 or achieved_kw * 1000 > applied.cap_now_w + 1.0:
             state = "ramping"  # on the ramp, or rigs still winding down / retrying
+        elif achieved_kw * 1000 + unseen_w > applied.cap_now_w + 1.0:
+            state = "unreachable"  # met as far as we can see, not for certain
         else:
             state = "met"
-        if d.offline:
-            note = f"{len(d.offline)} rigs offline (their power is unknown)"
+        if d.offline and not applied.blind:
+            note = (
+                f"{len(d.offline)} rigs offline: their power is unknown "
+                f"(up to {unseen_w / 1000:.1f} kW)"
+            )
             reason = f"{reason}; {note}" if reason else note
         curtailed = sum(
             1
@@ -706,7 +728,7 @@ class SiteTargets:
             self.publish_ack(conn, ack)
 
 
-def _row_problem(row: SitePowerTargetRow) -> str | None:
+def _row_problem(row: SitePowerTargetRow, now: datetime) -> str | None:
     if row.mode not in ("to_kw", "by_kw"):
         return f"mode {row.mode!r} is neither to_kw nor by_kw"
     if row.kw is None or not math.isfinite(row.kw) or row.kw < 0:
@@ -721,4 +743,6 @@ def _row_problem(row: SitePowerTargetRow) -> str | None:
         )
     if _aware(row.ends_at) - _aware(row.starts_at) > MAX_WINDOW:
         return f"target window longer than {MAX_WINDOW}"
+    if _aware(row.ends_at) <= now:
+        return f"target window already over (ended {_aware(row.ends_at).isoformat()})"
     return None

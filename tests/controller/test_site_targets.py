@@ -431,3 +431,59 @@ def test_cli_add_list_cancel(tmp_path: Path) -> None:
     )
     remaining = runner.invoke(app, ["site", "target", "list", "-c", str(config)])
     assert [line.split("\t")[0] for line in remaining.stdout.splitlines()] == ["peak-1"]
+
+
+def test_no_baseline_before_any_rig_answers_and_offline_rigs_are_not_met(
+    sessions: sessionmaker[Session],
+) -> None:
+    acks: list[SitePowerAck] = []
+    targets = SiteTargets(["west"], _rigs())
+    targets.publish_ack = lambda _conn, ack: acks.append(ack)
+    with sessions.begin() as session:
+        store_target(session, _target(mode="by_kw", kw=2.0), ["west"], source="mqtt", now=NOW)
+        session.add(  # a hand-written row whose window closed before the gateway read it
+            SitePowerTargetRow(
+                id="late",
+                site="west",
+                mode="to_kw",
+                kw=1.0,
+                starts_at=NOW - timedelta(hours=2),
+                ends_at=NOW - timedelta(hours=1),
+                issuer="central",
+                issued_at=NOW - timedelta(hours=2),
+            )
+        )
+    # Right after a start, before the first poll: nothing is known, nothing is curtailed and
+    # no baseline is fixed (a by_kw cap from a 0 kW baseline would curtail the whole site).
+    wanted = _wanted()
+    with sessions.begin() as session:
+        targets.apply(session, wanted, {}, {}, NOW)
+    targets.acknowledge(sessions, {}, NOW)
+    assert wanted == _wanted()
+    assert (acks[0].target_id, acks[0].state) == ("late", "rejected")
+    assert acks[0].reason is not None and acks[0].reason.startswith("target window already over")
+    assert (acks[-1].state, acks[-1].reason) == (
+        "unreachable",
+        "no rig of the site answered the last poll",
+    )
+    with sessions() as session:
+        row = session.get(SitePowerTargetRow, "t1")
+        assert row is not None and row.applied_at is None and row.baseline_kw is None
+    # The S9 is offline: the baseline is what answered (S19k + S19 Pro, 6.01 kW), the cap
+    # 4.01 kW; curtailing the S19 Pro meets it as far as can be seen, but the S9 may be
+    # drawing its 1.32 kW unseen, so the ack does not claim the cap is met.
+    statuses = {
+        "s19k": _status("hashing", 2760, 120),
+        "s19pro": _status("hashing", 3250, 110),
+        "s9": _status("offline", None),
+    }
+    wanted = _wanted()
+    at = NOW + timedelta(minutes=1)
+    with sessions.begin() as session:
+        targets.apply(session, wanted, statuses, {}, at)
+    assert wanted["s19pro"] == ("curtailed", "target:t1") and wanted["s19k"][0] == "hashing"
+    asleep = statuses | {"s19pro": _status("curtailed", 15.0)}
+    targets.acknowledge(sessions, asleep, at)
+    assert acks[-1].state == "unreachable" and acks[-1].baseline_kw == pytest.approx(6.01)
+    assert acks[-1].reason == "1 rigs offline: their power is unknown (up to 1.3 kW)"
+    assert acks[-1].achieved_kw == pytest.approx(2.775) and acks[-1].offline_rigs == 1

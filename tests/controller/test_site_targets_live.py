@@ -105,6 +105,12 @@ async def test_target_curtails_least_efficient_rigs_and_acks_their_power(
             assert row.state == "met" and row.achieved_kw == pytest.approx(measured, abs=0.01)
             assert row.baseline_kw == pytest.approx(10.583, abs=0.05) and row.cap_kw == 7.5
         assert gateway.site_targets.in_force["west"].cap_now_kw == 7.5
+        registry = gateway.metrics.registry
+        assert registry.get_sample_value("farmctl_site_power_target_kw", {"site": "west"}) == 7.5
+        achieved = registry.get_sample_value(
+            "farmctl_site_power_target_achieved_kw", {"site": "west"}
+        )
+        assert achieved == pytest.approx(measured, abs=0.01)
         # An operator keeps the S9 hashing: it resumes, and the cap keeps the S19 Pro asleep
         # (1.32 + 3.25 + 2.76 = 7.33 kW) rather than curtail the efficient S19k.
         with gateway.sessions.begin() as session:
@@ -131,6 +137,7 @@ async def test_target_curtails_least_efficient_rigs_and_acks_their_power(
             row = session.get(SitePowerTargetRow, "t-cap")
             assert row is not None and row.state == "ended" and row.state_reason == "cancelled"
         assert "west" not in gateway.site_targets.in_force
+        assert registry.get_sample_value("farmctl_site_power_target_kw", {"site": "west"}) is None
     finally:
         await gateway.close()
 
