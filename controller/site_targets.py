@@ -447,7 +447,6 @@ class SiteTargets:
         # Last power and J/TH seen while hashing: a curtailed rig's would-be draw and its rank.
         self._hashing_seen: dict[str, tuple[float | None, float | None]] = {}
         self._applied: dict[str, _Applied] = {}  # site -> target applied in this reconcile
-        self._last_ack: dict[str, SitePowerAck] = {}
         self.publish_ack: AckPublisher | None = None
         self.after_ack: Callable[[], None] | None = None
         self.in_force: dict[str, SitePowerAck] = {}  # site -> latest ack (metrics, views)
