@@ -307,6 +307,9 @@ def test_ramp_window_end_and_acks_through_reconcile_steps(
     assert [n for n, (d, _) in wanted.items() if d == "curtailed"] == ["s19pro", "s9"]
     assert acks[-1].state == "ramping"
     both = asleep | {"s19pro": _status("curtailed", 15.0)}
+    # The gateway restarts mid-ramp: baseline and start of the ramp come back from the row.
+    targets = SiteTargets(["west"], _rigs())
+    targets.publish_ack = lambda _conn, ack: acks.append(ack)
     wanted = step(NOW + timedelta(seconds=400), both)
     assert [n for n, (d, _) in wanted.items() if d == "curtailed"] == ["s19pro", "s9"]
     assert acks[-1].state == "met" and acks[-1].achieved_kw == pytest.approx(2.79)
@@ -487,3 +490,44 @@ def test_no_baseline_before_any_rig_answers_and_offline_rigs_are_not_met(
     assert acks[-1].state == "unreachable" and acks[-1].baseline_kw == pytest.approx(6.01)
     assert acks[-1].reason == "1 rigs offline: their power is unknown (up to 1.3 kW)"
     assert acks[-1].achieved_kw == pytest.approx(2.775) and acks[-1].offline_rigs == 1
+
+
+@pytest.mark.postgres
+def test_a_planner_inserts_rows_by_hand_on_postgresql(postgres_url: str) -> None:
+    from sqlalchemy import text
+
+    migrate.upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    sessions = session_factory(engine)
+    try:
+        with engine.begin() as conn:
+            # Only the request columns: ramp_s, source and cancelled take their server defaults.
+            conn.execute(
+                text(
+                    "INSERT INTO site_power_target (id, site, mode, kw, starts_at, ends_at,"
+                    " issuer, issued_at) VALUES ('pg-1', 'west', 'to_kw', 4.5, :start, :end,"
+                    " 'central', :start)"
+                ),
+                {"start": NOW - timedelta(minutes=1), "end": NOW + timedelta(hours=1)},
+            )
+        acks: list[SitePowerAck] = []
+        targets = SiteTargets(["west"], _rigs())
+        targets.publish_ack = lambda _conn, ack: acks.append(ack)
+        statuses = {
+            "s19k": _status("hashing", 2760, 120),
+            "s19pro": _status("hashing", 3250, 110),
+            "s9": _status("hashing", 1323, 13.5),
+        }
+        wanted = _wanted()
+        with sessions.begin() as session:
+            targets.apply(session, wanted, statuses, {}, NOW)
+        targets.acknowledge(sessions, statuses, NOW)
+        assert [n for n, (d, _) in wanted.items() if d == "curtailed"] == ["s19pro", "s9"]
+        assert [a.state for a in acks] == ["pending", "ramping"]  # rigs not asleep yet
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT ramp_s, source, cancelled, state, cap_kw FROM site_power_target")
+            ).one()
+        assert tuple(row) == (0.0, "db", False, "ramping", 4.5)
+    finally:
+        engine.dispose()
