@@ -13,21 +13,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from controller import migrate, partitions
 from controller.clock import Clock
 from controller.config import FarmConfig, RigConfig
 from controller.metrics import FarmMetrics, RigLabels
-from controller.mqtt.tables import RigTelemetry
 from controller.power import placements, resolve_fleet_power_placed
 from controller.reconcile import ReconcileReport, ReconcileSettings, RigPlace, reconcile
 from controller.site_targets import SiteTargets
 from controller.storage import make_engine, session_factory
 from controller.tables import JobRun, RigRecord
+from controller.telemetry_store import TELEMETRY, write_telemetry
 from miners.credentials import RigCredentials
 from miners.driver import RigDriver
 from miners.fleet import FleetPoller, Target
@@ -36,8 +35,6 @@ from miners.meters import MeterBook
 from miners.status import RigStatus
 
 log = logging.getLogger(__name__)
-
-TELEMETRY = cast(Table, RigTelemetry.__table__)
 
 DriverBuilder = Callable[[RigConfig], Awaitable[RigDriver]]
 AlertSink = Callable[[str, str, str], None]  # (key, severity, message)
@@ -273,7 +270,7 @@ class Gateway:
         }
         with self.sessions.begin() as session:
             if rows:
-                session.execute(insert(RigTelemetry), rows)
+                write_telemetry(session.connection(), rows)
             if live:
                 session.execute(
                     update(RigRecord).where(RigRecord.name.in_(live)).values(last_seen=now)
