@@ -1,8 +1,8 @@
 """Telemetry write rate on PostgreSQL (day-partitioned rig_telemetry) and SQLite, against a naive peer.
 
 Ours: the gateway's real write path, `Gateway._store_poll`, with one synthetic `RigStatus` per
-rig per poll (one multi-row INSERT of the poll's telemetry plus the bulk `last_seen` UPDATE, one
-transaction per poll), and the MQTT ingest's batch write (`insert_ignoring_duplicates`, 1,000
+rig per poll (the poll's telemetry by COPY on PostgreSQL or one multi-row INSERT on SQLite, plus
+the bulk `last_seen` UPDATE, one transaction per poll), and the MQTT ingest's batch write (`insert_ignoring_duplicates`, 1,000
 rows per INSERT ... ON CONFLICT DO NOTHING). Peer: the same rows written the way a first
 implementation usually is: one ORM object and one INSERT per row (`session.add` + `flush`), one
 commit per poll. Polls are 30 s apart in farm time, so every row lands in today's partition
