@@ -34,6 +34,7 @@ from controller.config import FarmConfig, parse_config
 from controller.gateway import Gateway
 from controller.mqtt.dedup import insert_ignoring_duplicates
 from controller.mqtt.tables import RigTelemetry
+from controller.tables import RigRecord
 from miners.status import BoardStatus, RigStatus
 
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -159,7 +160,20 @@ def measure(url: str, folder: Path, rigs: int, polls: int, naive_polls: int) -> 
 
     ours = _timed_polls(polls, lambda p, now: gateway._store_poll(prepared[p], now), start)
 
-    ingest_start = start + timedelta(seconds=30 * polls)
+    insert_start = start + timedelta(seconds=30 * polls)
+
+    def poll_by_insert(poll: int, now: datetime) -> None:
+        # the poll write before COPY: same rows, same last_seen update, one multi-row INSERT
+        rows = [_row(s, n, site_of[n], now) for n, s in prepared[poll].items()]
+        with gateway.sessions.begin() as session:
+            session.execute(sa.insert(RigTelemetry), rows)
+            session.execute(
+                sa.update(RigRecord).where(RigRecord.name.in_(list(site_of))).values(last_seen=now)
+            )
+
+    by_insert = _timed_polls(polls, poll_by_insert, insert_start)
+
+    ingest_start = insert_start + timedelta(seconds=30 * polls)
 
     def ingest(poll: int, now: datetime) -> None:
         rows = [_row(s, n, site_of[n], now) for n, s in prepared[poll].items()]
@@ -183,6 +197,7 @@ def measure(url: str, folder: Path, rigs: int, polls: int, naive_polls: int) -> 
     gateway.engine.dispose()
     return {
         "ours_s": median(ours),
+        "insert_s": median(by_insert),
         "batch_s": median(batch),
         "naive_s": median(slow),
         "bytes": size,
@@ -196,6 +211,8 @@ def _report(name: str, rigs: int, m: dict[str, Any]) -> None:
     per_row = m["bytes"] / m["rows"]
     print(f"{name}: {rigs:,} rigs per poll, median of the timed polls")
     print(f"  gateway _store_poll   {m['ours_s'] * 1000:8.0f} ms/poll  {ours:9,.0f} rows/s")
+    by_insert = rigs / m["insert_s"]
+    print(f"  poll write by INSERT  {m['insert_s'] * 1000:8.0f} ms/poll  {by_insert:9,.0f} rows/s")
     print(f"  ingest batch (1,000)  {m['batch_s'] * 1000:8.0f} ms/poll  {batch:9,.0f} rows/s")
     print(f"  naive ORM row by row  {m['naive_s'] * 1000:8.0f} ms/poll  {naive:9,.0f} rows/s")
     print(f"  ratio ours / naive: poll path {ours / naive:.1f}x, ingest path {batch / naive:.1f}x")
