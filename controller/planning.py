@@ -11,15 +11,15 @@ import asyncio
 import itertools
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import hardware
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_HASHPRICE = 0.045  # USD per TH/s per day, when neither config nor network data say
+T = TypeVar("T")
 
 
 class PlanningError(RuntimeError):
@@ -273,24 +274,37 @@ class PlanService:
         plan_id = now.strftime("%Y%m%dT%H%M%S")
         rigs_of = {g.name: g.rigs for g in plan.groups}
         first = hour_floor(now)
-        rows = [
-            PlanSlot(
-                rig=rig,
-                hour_start=hour.start,
-                desired="hashing" if hour.hashing else "curtailed",
-                plan_id=plan_id,
-                created_at=now,
-            )
+        planned = sorted({rig for rigs in rigs_of.values() for rig in rigs})
+        # One row per rig and hour (5,000 rigs x 36 h = 180,000): inserted as plain rows in
+        # chunks, never as ORM objects, which cost ~1 KB each and a daemon-sized RSS peak.
+        slots = (
+            {
+                "rig": rig,
+                "hour_start": hour.start,
+                "desired": "hashing" if hour.hashing else "curtailed",
+                "plan_id": plan_id,
+                "created_at": now,
+            }
             for hour in plan.hours
             for rig in rigs_of[hour.group]
-        ]
-        planned = sorted({r.rig for r in rows})
+        )
         # Replace this plan's hours atomically: reconcile never sees a half-written plan.
         with self.sessions.begin() as session:
-            session.execute(
-                delete(PlanSlot).where(PlanSlot.hour_start >= first, PlanSlot.rig.in_(planned))
-            )
-            session.add_all(rows)
+            for names in _chunks(iter(planned), _SLOT_CHUNK):
+                session.execute(
+                    delete(PlanSlot).where(PlanSlot.hour_start >= first, PlanSlot.rig.in_(names))
+                )
+            for chunk in _chunks(slots, _SLOT_CHUNK):
+                session.execute(insert(PlanSlot), chunk)
+
+
+_SLOT_CHUNK = 5_000
+
+
+def _chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of at most `size` items (itertools.batched arrives in Python 3.12)."""
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
 
 
 def _group_state(session: Session, group: RigGroup, now: datetime) -> GroupState:
