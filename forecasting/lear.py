@@ -22,6 +22,7 @@ from numba import njit
 logger = logging.getLogger(__name__)
 
 LEAR_WINDOWS: tuple[int, ...] = (56, 84, 1092, 1456)
+WINDOW_LAG_DAYS = 7  # first days of a calibration window that only feed the d-7 lags
 _MAD_TO_STD = 1.4826  # MAD of a normal sample times this estimates its standard deviation
 _EPS = 1e-9
 CD_TOL = 1e-3  # coordinate-descent stop: largest coefficient step / ||y||, ample for forecasts
@@ -235,12 +236,14 @@ def lear_forecast_day(
 ) -> dict[int, np.ndarray]:
     """Forecast day index ``day`` once per calibration window, using only days before it.
 
-    Returns {window: 24 prices}. A window longer than the history available is clipped to it.
-    ``warm`` ({window: coefficients}) is read and updated in place to speed up the next day.
+    As in epftoolbox, a window of W days is the last W days of data before ``day``, whose first
+    week only supplies the lags of the second: it trains on W - 7 target days (49 for 56, 1449 for
+    1456). Returns {window: 24 prices}. A window longer than the history available is clipped to
+    it. ``warm`` ({window: coefficients}) is read and updated in place to speed up the next day.
     """
     out: dict[int, np.ndarray] = {}
     for window in windows:
-        start = max(first_usable, day - window)
+        start = max(first_usable, day - window + WINDOW_LAG_DAYS)
         if day - start < 14:
             raise ValueError(f"day {day}: only {day - start} calibration days for window {window}")
         prior = None if warm is None else warm.get(window)
