@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -16,12 +17,32 @@ from typing import Any
 from sqlalchemy import create_engine, select
 
 from controller.config import FarmConfig, load_config
-from controller.demo import demo_config, free_port
+from controller.demo import demo_config, demo_fleet, free_port
 from miners.sim.simulator import Simulator
 
 REPO = Path(__file__).resolve().parents[2]
 FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+class SimThread:
+    """A simulated fleet on its own event loop in a thread: it outlives every daemon.
+
+    `rigs` is a total (the demo's mix of families, scaled) or a mix `{family: count}`."""
+
+    def __init__(self, rigs: int | dict[str, int]) -> None:
+        self.loop = asyncio.new_event_loop()
+        mix = demo_fleet(rigs) if isinstance(rigs, int) else rigs
+        self.sim = Simulator(mix, ramp_up_s=0.1, ramp_down_s=0.1)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.sim.start(), self.loop).result(30)
+
+    def close(self) -> None:
+        """Stop the rigs' servers and the loop."""
+        asyncio.run_coroutine_threadsafe(self.sim.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
 
 def e2e_config(

@@ -12,14 +12,12 @@ hole; a ledger that explains the venue's balances to the last satoshi.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -29,13 +27,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from controller.demo import DEMO_DAY, demo_fleet
+from controller.demo import DEMO_DAY
 from controller.mqtt.tables import RigTelemetry
 from controller.tables import JobRun, PlanSlot
-from miners.sim.simulator import Simulator
 from tests.e2e.farm import ZONE
 from tests.e2e.support import (
     REPO,
+    SimThread,
     e2e_config,
     ledger_vs_paper,
     seed_opening_coins,
@@ -46,22 +44,6 @@ from tests.support.mosquitto import MosquittoBroker
 
 SPEED = 1440.0
 SEED = 20261123
-
-
-class SimThread:
-    """The simulated fleet on its own event loop in a thread: it outlives every daemon."""
-
-    def __init__(self, rigs: int) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.sim = Simulator(demo_fleet(rigs), ramp_up_s=0.1, ramp_down_s=0.1)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.sim.start(), self.loop).result(30)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.sim.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 def _wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
