@@ -172,6 +172,60 @@ def evaluate(
         _print_table(report)
 
 
+@forecast_app.command("validate")
+def validate(
+    market: Annotated[
+        list[str] | None,
+        typer.Option(help="Shared epftoolbox market(s); repeat the option. Default: all four."),
+    ] = None,
+    days: Annotated[
+        int, typer.Option(min=60, help="Validation days just before each test period.")
+    ] = 182,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Score the candidate combination rules on the days before the test period (never the test
+    period itself) and name the rule with the lowest MAE relative to the current one."""
+    from forecasting.prices import EPFTOOLBOX_MARKETS, load_epftoolbox
+    from forecasting.validation import choose_rule, rule_errors, run_validation
+
+    markets = [m.upper() for m in (market or list(EPFTOOLBOX_MARKETS))]
+    unknown = [m for m in markets if m not in EPFTOOLBOX_MARKETS]
+    if unknown:
+        raise typer.BadParameter(f"unknown market(s) {unknown}; shared: {EPFTOOLBOX_MARKETS}")
+    folder = _epftoolbox_dir()
+    errors: dict[str, dict[str, float]] = {}
+    periods: dict[str, str] = {}
+    for name in markets:
+        dataset = load_epftoolbox(folder / f"{name}.csv.gz", name)
+        result = run_validation(dataset, days=days)
+        errors[name] = rule_errors(result)
+        periods[name] = f"{result.days[0].date()} .. {result.days[-1].date()}"
+        print(f"  {name}: validation {periods[name]} done", file=sys.stderr, flush=True)
+    best, ratios = choose_rule(errors)
+    report = {"periods": periods, "mae": errors, "ratio_to_current": ratios, "chosen": best}
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Combination rules on {days} validation days before each test period")
+    table.add_column("rule / member")
+    for name in markets:
+        table.add_column(f"{name} MAE", justify="right")
+    table.add_column("mean ratio", justify="right")
+    for rule in next(iter(errors.values())):
+        ratio = ratios.get(rule)
+        table.add_row(
+            rule,
+            *(f"{errors[m][rule]:.4f}" for m in markets),
+            "" if ratio is None else f"{ratio:.4f}",
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"chosen: {best}")
+
+
 prices_app = typer.Typer(help="Load prices into the database.", no_args_is_help=True)
 forecast_app.add_typer(prices_app, name="prices")
 
