@@ -138,6 +138,21 @@ class BrokerLog:
                     seen[msg_id] = seen.get(msg_id, 0) + 1
         return seen
 
+    def topic_counts(self, since: float, until: float) -> dict[str, int]:
+        """Messages per topic kind in the window (site and rig levels replaced by +)."""
+        counts: dict[str, int] = {}
+        with self.lock:
+            for t, topic, _, _ in self.messages:
+                if since <= t < until:
+                    parts = topic.split("/")
+                    if len(parts) >= 4 and parts[2] == "rig":
+                        parts[1], parts[3] = "+", "+"
+                    elif len(parts) >= 3 and parts[0] == "farmctl" and parts[1].startswith("site"):
+                        parts[1] = "+"
+                    kind = "/".join(parts)
+                    counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
     def arrivals(self, msg_id: str) -> list[float]:
         """When each copy of the message with this `msg_id` arrived (monotonic)."""
         with self.lock:
@@ -347,6 +362,25 @@ def database_writes(database_url: str) -> dict[str, int]:
     finally:
         engine.dispose()
     return {"inserted": row[0], "updated": row[1], "deleted": row[2], "commits": row[3]}
+
+
+def table_writes(database_url: str) -> dict[str, int]:
+    """Rows inserted + updated + deleted per table (day partitions summed into their table)."""
+    import re
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables")
+            ).all()
+    finally:
+        engine.dispose()
+    totals: dict[str, int] = {}
+    for name, count in rows:
+        table = re.sub(r"_(p\d{8}|default)$", "", name)
+        totals[table] = totals.get(table, 0) + int(count)
+    return totals
 
 
 def scalar(database_url: str, sql: str, **params: Any) -> Any:

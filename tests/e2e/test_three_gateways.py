@@ -37,6 +37,7 @@ from tests.e2e.gateways import (
     postgres_database,
     scalar,
     seed_report_start,
+    table_writes,
 )
 from tests.e2e.support import SimThread, ledger_vs_paper, seed_opening_coins, seed_recorded_prices
 from tests.support.mosquitto import MosquittoBroker
@@ -143,6 +144,7 @@ def kill_sellers(
             prepare=_prepare(data_dir, tmp_path, fleets, start),
         ) as farm:
             t0, writes0 = time.monotonic(), database_writes(database_url)
+            tables0 = table_writes(database_url)
             seller = _wait_for_one_seller(farm, timeout_s=30)
             for kill in range(kills):
                 if kill == 0:
@@ -178,7 +180,9 @@ def kill_sellers(
                 "every queued sale report on the broker",
             )
             t1, writes1 = time.monotonic(), database_writes(database_url)
+            tables1 = table_writes(database_url)
             messages = broker.count(t0, t1)
+            topics = broker.topic_counts(t0, t1)
             # Standbys first: the seller credits the coins they booked on its next tick.
             for site in [*(s for s in SITES if s != seller), seller]:
                 if site == seller:
@@ -202,6 +206,17 @@ def kill_sellers(
         f"database {rows / span:.0f} rows/s ({(writes1['commits'] - writes0['commits']) / span:.0f}"
         f" commits/s); takeover after SIGKILL {', '.join(f'{t:.2f}' for t in takeovers)} s"
         f" (median {statistics.median(takeovers):.2f})"
+    )
+    per_table = {t: (n - tables0.get(t, 0)) / span for t, n in tables1.items()}
+    print(
+        "rows/s by table: "
+        + ", ".join(
+            f"{t} {r:.0f}" for t, r in sorted(per_table.items(), key=lambda x: -x[1]) if r >= 1
+        )
+    )
+    print(
+        "msg/s by topic: "
+        + ", ".join(f"{t} {n / span:.1f}" for t, n in sorted(topics.items(), key=lambda x: -x[1]))
     )
     # A standby checks the lock at its next treasury tick: one real second at this speed.
     assert max(takeovers) < 5.0, takeovers
@@ -505,3 +520,29 @@ def test_gateway_cut_from_the_broker_keeps_its_plan_and_catches_up(
 ) -> None:
     """An 8-second cut: 96 farm minutes (the fast suite)."""
     cut_one_gateway(data_dir, tmp_path, mosquitto, fleets, database, cut_s=8.0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_seller_killed_three_times(
+    data_dir: Path,
+    tmp_path: Path,
+    mosquitto: MosquittoBroker,
+    fleets: dict[str, SimThread],
+    database: str,
+) -> None:
+    """Three SIGKILLs: after the first queued report, then at seeded moments after sales."""
+    kill_sellers(data_dir, tmp_path, mosquitto, fleets, database, kills=3)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_gateway_cut_from_the_broker_for_a_minute(
+    data_dir: Path,
+    tmp_path: Path,
+    mosquitto: MosquittoBroker,
+    fleets: dict[str, SimThread],
+    database: str,
+) -> None:
+    """A 60-second cut: 12 farm hours, past the MQTT client's longest reconnect backoff."""
+    cut_one_gateway(data_dir, tmp_path, mosquitto, fleets, database, cut_s=60.0)
