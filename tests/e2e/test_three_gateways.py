@@ -116,9 +116,11 @@ def kill_sellers(
     database_url: str,
     *,
     kills: int,
+    next_day: bool = False,
 ) -> None:
     """SIGKILL whichever gateway sells, `kills` times: first the moment it has queued a sale
-    report, then at seeded moments after it sold; check the account and the reports."""
+    report, then at seeded moments after it sold; check the account and the reports. With
+    `next_day`, run on until the last seller has reported the farm day after the kills."""
     if not (data_dir / "electricity" / "ercot").is_dir():
         pytest.skip("shared ERCOT prices absent")
     rnd = random.Random(SEED + kills)
@@ -174,6 +176,11 @@ def kill_sellers(
             # The last seller sells; every queued report reaches the broker.
             sold = _fills(database_url)
             _wait(lambda: _fills(database_url) > sold, 30, f"a sale by {seller}")
+            if next_day:
+                day = farm.farm_now().date()  # complete at the next farm midnight
+                label = f"{REPORTS}{day}"
+                _wait(lambda: label in _queued_reports(database_url), 120, f"the report {label}")
+                farm.wait_log(seller, f"sale report label={day}", 10)  # by the last seller
             _wait(
                 lambda: set(broker.ids(REPORTS)) >= set(_queued_reports(database_url)),
                 30,
@@ -532,8 +539,9 @@ def test_seller_killed_three_times(
     fleets: dict[str, SimThread],
     database: str,
 ) -> None:
-    """Three SIGKILLs: after the first queued report, then at seeded moments after sales."""
-    kill_sellers(data_dir, tmp_path, mosquitto, fleets, database, kills=3)
+    """Three SIGKILLs: after the first queued report, then at seeded moments after sales; then
+    the third seller reports the next farm day."""
+    kill_sellers(data_dir, tmp_path, mosquitto, fleets, database, kills=3, next_day=True)
 
 
 @pytest.mark.slow
