@@ -199,7 +199,10 @@ class MqttConfig(_Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
-    client_id: str = Field(default="farmctl-gateway", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # unset: farmctl-<gateway id>; "{gateway}" is replaced by it (controller/mqtt/client.py)
+    client_id: str | None = Field(
+        default=None, max_length=64, pattern=r"^(?:[A-Za-z0-9_.-]|\{gateway\})+$"
+    )
     username: str | None = None
     password: SecretRef | None = None
     tls: bool = False

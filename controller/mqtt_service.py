@@ -20,6 +20,7 @@ import paho.mqtt.client as paho
 from sqlalchemy import Connection
 
 from controller.config import RigConfig
+from controller.daemon import gateway_id
 from controller.mqtt.bridge import BridgeSettings, CommandResult, MqttBridge
 from controller.mqtt.client import MqttClient, settings_from_config
 from controller.mqtt.ingest import TelemetryIngest
@@ -47,14 +48,27 @@ log = logging.getLogger(__name__)
 AlertFn = Callable[[str, str, str], None]  # (key, severity, message)
 
 
-def plan_summary(plan: HashingPlan) -> dict[str, Any]:
-    """The plan as JSON: per group and hour, hashing or not, with the prices it was made on."""
-    return {
+def plan_summary(
+    plan: HashingPlan, *, site: str | None = None, rigs: set[str] | None = None
+) -> dict[str, Any]:
+    """The plan as JSON: per group and hour, hashing or not, with the prices it was made on.
+
+    With `rigs`, only those rigs (one site's) and the groups and hours that have some.
+    """
+    groups: list[dict[str, Any]] = [
+        {"name": g.name, "j_per_th": g.j_per_th, "rigs": list(g.rigs)}
+        for g in plan.groups
+        if rigs is None or rigs.intersection(g.rigs)
+    ]
+    if rigs is not None:
+        for g in groups:
+            g["rigs"] = [r for r in g["rigs"] if r in rigs]
+    kept = {g["name"] for g in groups}
+    head: dict[str, Any] = {"site": site} if site is not None else {}
+    return head | {
         "created_at": plan.created_at.isoformat(),
         "hashprice_usd_per_th_day": plan.hashprice_usd_per_th_day,
-        "groups": [
-            {"name": g.name, "j_per_th": g.j_per_th, "rigs": list(g.rigs)} for g in plan.groups
-        ],
+        "groups": groups,
         "hours": [
             {
                 "start": h.start.isoformat(),
@@ -65,6 +79,7 @@ def plan_summary(plan: HashingPlan) -> dict[str, Any]:
                 "reason": h.reason,
             }
             for h in plan.hours
+            if h.group in kept
         ],
     }
 
@@ -77,10 +92,23 @@ class MqttService:
         self.config = gateway.config
         self.alert = alert
         cfg = self.config.mqtt
+        sites = sorted(gateway.sites)
+        owns_all = set(sites) == {s.id for s in self.config.sites}
+        # one config, several `farmctl run --site`: each gateway its own client id and topics
+        self.gateway_id = gateway_id(self.config, gateway.sites)
+        only_sites = () if owns_all else sites
+        bridge_settings = BridgeSettings(
+            prefix=cfg.bridge_prefix,
+            gateway=self.gateway_id,
+            sites=tuple(sites),
+            farm_totals=owns_all,
+            ha_discovery=cfg.ha_discovery,
+            ha_prefix=cfg.ha_prefix,
+        )
         self.client = MqttClient(
-            settings_from_config(cfg),
+            settings_from_config(cfg, gateway=self.gateway_id, only_sites=only_sites),
             on_session_lost=self._session_lost,
-            will=MqttBridge.will(cfg.bridge_prefix),
+            will=MqttBridge.will(bridge_settings),
         )
         self.outbox = OutboxDispatcher(gateway.engine, self.client)
         self.bridge = MqttBridge(
@@ -88,17 +116,17 @@ class MqttService:
             gateway.engine,
             self.outbox,
             self._handle_command,
-            BridgeSettings(
-                prefix=cfg.bridge_prefix, ha_discovery=cfg.ha_discovery, ha_prefix=cfg.ha_prefix
-            ),
+            bridge_settings,
+            locate=self.locate,
         )
         self.hub = MqttRigHub(self.client, prefix=cfg.topic_prefix)
         self.meters = meter_book(self.config)
         self.meters.subscribe(self.client, qos=1)
         gateway.meter_book = self.meters
-        sites = sorted(gateway.sites)
         self.ingest = TelemetryIngest(
-            settings_from_config(cfg, client_id_suffix="-ingest"),
+            settings_from_config(
+                cfg, client_id_suffix="-ingest", gateway=self.gateway_id, only_sites=only_sites
+            ),
             gateway.engine,
             prefix=cfg.topic_prefix,
             site=sites[0] if len(sites) == 1 else "+",
@@ -148,8 +176,18 @@ class MqttService:
         self.bridge.publish_totals({(site_of[n], n): s for n, s in statuses.items()})
 
     def publish_plan(self, plan: HashingPlan) -> None:
-        """Publish the current plan (retained)."""
-        self.bridge.publish_plan(plan_summary(plan))
+        """Publish each owned site's part of the current plan (retained)."""
+        for site in sorted(self.gateway.sites):
+            rigs = {r.name for r in self.gateway.rigs if r.site == site}
+            self.bridge.publish_plan(site, plan_summary(plan, site=site, rigs=rigs))
+
+    def locate(self, kind: str, target: str) -> set[str]:
+        """The sites of the config (not only this gateway's) where rig or rack `target` is."""
+        if kind == "rig":
+            return {r.site for r in self.config.rigs if r.name == target}
+        if kind == "rack":
+            return {s.id for s in self.config.sites for rack in s.racks if rack.id == target}
+        return {s.id for s in self.config.sites if s.id == target}
 
     def publish_report(self, topic_suffix: str, body: dict[str, Any], msg_id: str) -> None:
         """Queue a message that must arrive (sale report, alert) in the outbox."""

@@ -1,19 +1,25 @@
 """The controller on MQTT: what it publishes, what operators (and Home Assistant) may ask it.
 
+Every topic a gateway publishes carries the site or the gateway it comes from, so several
+gateways (`farmctl run --site ...`) share one broker without overwriting each other.
+
 Published (prefix `farmctl`, configurable):
 
-    farmctl/availability                 "online"/"offline" (retained, last will)
-    farmctl/<site>/rig/<rig>/state       normalized RigStatus JSON (retained)
-    farmctl/<site>/totals                site totals (retained)
-    farmctl/totals                       farm totals (retained)
-    farmctl/plan                         the current hashing plan (retained)
-    farmctl/sales/<report id>            sale reports, through the outbox (QoS 1)
-    farmctl/cmd/ack                      command acks, through the outbox (QoS 1)
+    farmctl/gateway/<gateway>/availability  "online"/"offline" (retained, last will)
+    farmctl/<site>/rig/<rig>/state          normalized RigStatus JSON (retained)
+    farmctl/<site>/totals                   site totals (retained)
+    farmctl/totals                          farm totals (retained), only from a gateway that
+                                            owns every site (`BridgeSettings.farm_totals`)
+    farmctl/<site>/plan                     the site's part of the hashing plan (retained)
+    farmctl/sales/<report id>               sale reports, through the outbox (QoS 1)
+    farmctl/<site>/cmd/ack                  command acks, through the outbox (QoS 1)
 
-Subscribed:
+Subscribed, for each site the gateway owns (every site when `BridgeSettings.sites` is empty):
 
-    farmctl/cmd                          operator commands (JSON, see `schemas.py`)
-    farmctl/<site>/rig/<rig>/hashing/set Home Assistant switch: "ON" resumes, "OFF" curtails
+    farmctl/<site>/cmd                      operator commands (JSON, see `schemas.py`)
+    farmctl/<site>/rig/<rig>/hashing/set    Home Assistant switch: "ON" resumes, "OFF" curtails
+
+A command whose target is not at the topic's site is refused (ack `ok: false`), never run.
 
 With Home Assistant discovery on, each rig becomes a device with sensors (hashrate, power,
 efficiency, temperatures, state) and a switch (hashing on/off), announced retained under
@@ -66,6 +72,8 @@ class CommandResult:
 
 
 CommandHandler = Callable[[Command], CommandResult | Awaitable[CommandResult]]
+# (kind, id) -> the sites where a rig or rack of that id is; empty when unknown
+SiteLocator = Callable[[str, str], set[str]]
 
 
 @dataclass(slots=True)
@@ -73,6 +81,12 @@ class BridgeSettings:
     """Topic prefix and Home Assistant discovery options."""
 
     prefix: str = "farmctl"
+    # this gateway's id (`controller.daemon.gateway_id`) and the sites it owns; no sites means
+    # every site (one gateway for the whole farm)
+    gateway: str = "farmctl"
+    sites: tuple[str, ...] = ()
+    # publish `<prefix>/totals`: only one gateway may, the one owning every site
+    farm_totals: bool = True
     ha_discovery: bool = True
     ha_prefix: str = "homeassistant"
     handler_timeout_s: float = 60.0
@@ -83,6 +97,16 @@ class BridgeSettings:
     def receipt_topic(self) -> str:
         """Where receivers confirm sale reports (give it to `OutboxDispatcher(receipt_topic=)`)."""
         return f"{self.prefix}/receipts"
+
+    @property
+    def availability_topic(self) -> str:
+        """This gateway's `online`/`offline` (retained; the last will)."""
+        return f"{self.prefix}/gateway/{self.gateway}/availability"
+
+    @property
+    def site_levels(self) -> list[str]:
+        """The site topic level of each subscription: the owned sites, or `+` for all."""
+        return list(self.sites) or ["+"]
 
 
 def _node(text: str) -> str:
@@ -164,6 +188,7 @@ class MqttBridge:
         settings: BridgeSettings | None = None,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
+        locate: SiteLocator | None = None,
     ) -> None:
         self.client = client
         self.engine = engine
@@ -171,35 +196,34 @@ class MqttBridge:
         self.handler = handler
         self.settings = settings or BridgeSettings()
         self.loop = loop
+        self.locate = locate
         self.seen = SeenMessages(engine, "operator-cmd")
         self._announced: set[tuple[str, str]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtt-cmd")
         self.rejected = 0
         p = self.settings.prefix
-        client.subscribe(f"{p}/cmd", self._on_command, qos=1)
-        client.subscribe(f"{p}/+/rig/+/hashing/set", self._on_switch, qos=1)
+        for site in self.settings.site_levels:
+            client.subscribe(f"{p}/{site}/cmd", self._on_command, qos=1)
+            client.subscribe(f"{p}/{site}/rig/+/hashing/set", self._on_switch, qos=1)
         client.add_connect_listener(self._on_connect)
 
     @staticmethod
-    def will(prefix: str = "farmctl") -> tuple[str, bytes, int, bool]:
-        """The last will to give the `MqttClient`: availability goes `offline` if we vanish."""
-        return (f"{prefix}/availability", b"offline", 1, True)
+    def will(settings: BridgeSettings) -> tuple[str, bytes, int, bool]:
+        """The last will to give the `MqttClient`: the gateway goes `offline` if it vanishes."""
+        return (settings.availability_topic, b"offline", 1, True)
 
     # ---- topics ----------------------------------------------------------------------------
     def rig_topic(self, site: str, rig: str) -> str:
         """Where one rig's normalized status is published."""
         return f"{self.settings.prefix}/{site}/rig/{rig}/state"
 
-    @property
-    def ack_topic(self) -> str:
-        """Where command acks go."""
-        return f"{self.settings.prefix}/cmd/ack"
+    def ack_topic(self, site: str) -> str:
+        """Where acks of the commands sent on the site's command topic go."""
+        return f"{self.settings.prefix}/{site}/cmd/ack"
 
     # ---- publishing ------------------------------------------------------------------------
     def _on_connect(self, session_present: bool) -> None:
-        self.client.client.publish(
-            f"{self.settings.prefix}/availability", "online", qos=1, retain=True
-        )
+        self.client.client.publish(self.settings.availability_topic, "online", qos=1, retain=True)
         self._announced.clear()  # re-announce discovery: the broker may have lost retained configs
 
     def publish_status(self, site: str, rig: str, status: RigStatus) -> bool:
@@ -218,7 +242,8 @@ class MqttBridge:
         )
 
     def publish_totals(self, statuses: Mapping[tuple[str, str], RigStatus]) -> dict[str, Any]:
-        """Publish per-site and farm totals of `{(site, rig): status}`; returns the farm totals."""
+        """Publish per-site totals of `{(site, rig): status}`, and the farm totals when this
+        gateway owns every site; returns the totals of all of `statuses`."""
         by_site: dict[str, list[RigStatus]] = {}
         for (site, _rig), status in statuses.items():
             by_site.setdefault(site, []).append(status)
@@ -229,15 +254,16 @@ class MqttBridge:
                 f"{self.settings.prefix}/{site}/totals", json.dumps(body), qos=1, retain=True
             )
         farm = {"ts": now, "sites": len(by_site), **totals(statuses.values())}
-        self.client.publish_if_connected(
-            f"{self.settings.prefix}/totals", json.dumps(farm), qos=1, retain=True
-        )
+        if self.settings.farm_totals:
+            self.client.publish_if_connected(
+                f"{self.settings.prefix}/totals", json.dumps(farm), qos=1, retain=True
+            )
         return farm
 
-    def publish_plan(self, plan: Mapping[str, Any]) -> bool:
-        """Publish the current hashing plan (JSON-able mapping), retained."""
+    def publish_plan(self, site: str, plan: Mapping[str, Any]) -> bool:
+        """Publish the site's part of the current hashing plan (JSON-able mapping), retained."""
         return self.client.publish_if_connected(
-            f"{self.settings.prefix}/plan", encode_payload(dict(plan)), qos=1, retain=True
+            f"{self.settings.prefix}/{site}/plan", encode_payload(dict(plan)), qos=1, retain=True
         )
 
     def enqueue_sale_report(
@@ -275,7 +301,7 @@ class MqttBridge:
             device["sw_version"] = status.firmware
         if status.mac:
             device["connections"] = [["mac", status.mac]]
-        availability = [{"topic": f"{self.settings.prefix}/availability"}]
+        availability = [{"topic": self.settings.availability_topic}]
         out: dict[str, dict[str, Any]] = {}
         for sensor in _SENSORS:
             config: dict[str, Any] = {
@@ -316,7 +342,7 @@ class MqttBridge:
         return out
 
     # ---- commands (paho thread: parse, then hand over to the command worker) ---------------
-    def _ack(self, command_id: str | None, result: CommandResult) -> None:
+    def _ack(self, site: str, command_id: str | None, result: CommandResult) -> None:
         ack = CommandAck(
             id=command_id,
             ok=result.ok,
@@ -326,14 +352,51 @@ class MqttBridge:
         )
         msg_id = f"ack-{command_id or uuid.uuid4().hex}"
         with self.engine.begin() as conn:
-            enqueue(conn, self.ack_topic, ack.model_dump(mode="json"), msg_id)
+            enqueue(conn, self.ack_topic(site), ack.model_dump(mode="json"), msg_id)
         self.outbox.wake()
 
     def _reject(self, command_id: str | None, error: str, topic: str) -> None:
         self.rejected += 1
         logger.warning("operator command rejected topic=%s id=%s: %s", topic, command_id, error)
         if command_id is not None:
-            self._executor.submit(self._ack, command_id, CommandResult(False, error))
+            site = _topic_site(topic, self.settings.prefix)
+            self._executor.submit(self._ack, site, command_id, CommandResult(False, error))
+
+    def misdirected(self, target: TargetRef, site: str) -> str | None:
+        """Why a command on `site`'s topic must not run here, or None when it may.
+
+        The target must be at that site, and the site must be this gateway's: otherwise
+        another gateway owns it (its override row would act on rigs this one does not run).
+        """
+        if self.settings.sites and site not in self.settings.sites:
+            return f"site {site!r} is not run by gateway {self.settings.gateway}"
+        p = self.settings.prefix
+        if target.site is not None and target.site != site:
+            return (
+                f"target site {target.site!r} sent on {p}/{site}/cmd; "
+                f"send it on {p}/{target.site}/cmd"
+            )
+        if target.kind == "site":
+            if target.id != site:
+                return f"site {target.id!r} sent on {p}/{site}/cmd; send it on {p}/{target.id}/cmd"
+            return None
+        if self.locate is None:
+            return None
+        where = self.locate(target.kind, target.id)
+        if not where:
+            return None  # unknown: the handler refuses it with the list of known ids
+        if site not in where:
+            return (
+                f"{target.kind} {target.id!r} is at site {', '.join(sorted(where))}, "
+                f"not {site!r}; send it on {p}/{sorted(where)[0]}/cmd"
+            )
+        if len(where) > 1:
+            # an override names a rack by id only: it would act at every site with that rack
+            return (
+                f"{target.kind} {target.id!r} exists at sites {', '.join(sorted(where))}; "
+                "target its rigs instead"
+            )
+        return None
 
     def _on_command(self, msg: paho.MQTTMessage) -> None:
         if len(msg.payload) > MAX_COMMAND_BYTES:
@@ -359,7 +422,13 @@ class MqttBridge:
             )
             self._reject(command_id, f"invalid command: {problems}", msg.topic)
             return
-        self._executor.submit(self._execute, command)
+        site = _topic_site(msg.topic, self.settings.prefix)
+        refused = self.misdirected(command.target, site)
+        if refused is not None:
+            # refused before its id is claimed: resent on the right topic, it runs there
+            self._reject(command_id, refused, msg.topic)
+            return
+        self._executor.submit(self._execute, site, command)
 
     def _on_switch(self, msg: paho.MQTTMessage) -> None:
         parts = msg.topic.split("/")
@@ -369,6 +438,10 @@ class MqttBridge:
             self._reject(None, f"switch payload {text[:20]!r} is not ON/OFF", msg.topic)
             return
         target = TargetRef(kind="rig", id=rig, site=site)
+        refused = self.misdirected(target, site)
+        if refused is not None:
+            self._reject(None, refused, msg.topic)
+            return
         command_id = f"ha-{uuid.uuid4().hex}"
         command: Command = (
             ResumeCommand(
@@ -379,7 +452,7 @@ class MqttBridge:
                 id=command_id, action="curtail", target=target, reason="Home Assistant switch"
             )
         )
-        self._executor.submit(self._execute, command)
+        self._executor.submit(self._execute, site, command)
 
     # ---- command worker --------------------------------------------------------------------
     def _run_handler(self, command: Command) -> CommandResult:
@@ -391,7 +464,7 @@ class MqttBridge:
         future = asyncio.run_coroutine_threadsafe(_awaited(outcome), self.loop)
         return future.result(self.settings.handler_timeout_s)
 
-    def _execute(self, command: Command) -> None:
+    def _execute(self, site: str, command: Command) -> None:
         # Claim the id first: a redelivered command (QoS 1 after a broker restart) is dropped,
         # its first ack is already in the outbox. A crash mid-handling leaves it claimed and
         # unanswered: the operator sees no ack and sends a new command.
@@ -408,8 +481,9 @@ class MqttBridge:
             logger.info("operator command id=%s already handled; duplicate dropped", command.id)
             return
         logger.info(
-            "operator command id=%s action=%s target=%s:%s",
+            "operator command id=%s site=%s action=%s target=%s:%s",
             command.id,
+            site,
             command.action,
             command.target.kind,
             command.target.id,
@@ -420,13 +494,18 @@ class MqttBridge:
             logger.exception("operator command id=%s failed", command.id)
             result = CommandResult(False, f"{command.action} failed: {exc}")
         try:
-            self._ack(command.id, result)
+            self._ack(site, command.id, result)
         except Exception:
             logger.exception("operator command id=%s: ack could not be queued", command.id)
 
     def close(self) -> None:
         """Wait for the command worker to finish what it is doing."""
         self._executor.shutdown(wait=True)
+
+
+def _topic_site(topic: str, prefix: str) -> str:
+    """The site level of `<prefix>/<site>/...` (prefixes may have several levels)."""
+    return topic[len(prefix) + 1 :].split("/", 1)[0]
 
 
 async def _awaited(awaitable: Awaitable[CommandResult]) -> CommandResult:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -422,11 +422,38 @@ def message_id(msg: paho.MQTTMessage, payload: dict[str, Any] | None = None) -> 
     return None
 
 
-def settings_from_config(config: MqttConfig, *, client_id_suffix: str = "") -> MqttSettings:
+def client_id_for(
+    template: str | None, gateway: str | None = None, only_sites: Collection[str] = ()
+) -> str:
+    """The stable client id of one gateway, from `mqtt.client_id`.
+
+    Unset: `farmctl-<gateway id>`. `{gateway}` in the value is replaced by the gateway id. A
+    fixed value is used as is when the gateway runs every site of the config; when it runs
+    only some (`farmctl run --site`, `only_sites`), their ids are appended, so gateways
+    started from one config never share an id (the broker would throw each one off when the
+    other connects, and they would share one persistent session).
+    """
+    if template is None:
+        return f"farmctl-{gateway}" if gateway else "farmctl-gateway"
+    if "{gateway}" in template:
+        return template.replace("{gateway}", gateway or "gateway")
+    if only_sites:
+        return f"{template}-{'_'.join(sorted(only_sites))}"
+    return template
+
+
+def settings_from_config(
+    config: MqttConfig,
+    *,
+    client_id_suffix: str = "",
+    gateway: str | None = None,
+    only_sites: Collection[str] = (),
+) -> MqttSettings:
     """`MqttSettings` from the `[mqtt]` config section; the password is resolved now.
 
-    Each connection of one gateway needs its own stable client id: pass a suffix
-    (`"-ingest"`, `"-rigs"`) for every connection after the first.
+    The client id is `client_id_for(config.client_id, gateway, only_sites)`. Each connection
+    of one gateway needs its own stable client id: pass a suffix (`"-ingest"`, `"-rigs"`) for
+    every connection after the first.
     """
     password = None
     if config.password is not None:
@@ -435,7 +462,7 @@ def settings_from_config(config: MqttConfig, *, client_id_suffix: str = "") -> M
     return MqttSettings(
         host=config.host,
         port=config.port,
-        client_id=f"{config.client_id}{client_id_suffix}",
+        client_id=f"{client_id_for(config.client_id, gateway, only_sites)}{client_id_suffix}",
         username=config.username,
         password=password,
         tls=config.tls,

@@ -40,10 +40,13 @@ class Recorder:
 def stack(
     mosquitto: MosquittoBroker, engine: sa.Engine
 ) -> Iterator[tuple[MqttBridge, Recorder, Collector]]:
-    client = MqttClient(settings_for(mosquitto.port, "controller-bridge"), will=MqttBridge.will())
+    settings = BridgeSettings(ha_prefix="ha-test", gateway="gw-test")
+    client = MqttClient(
+        settings_for(mosquitto.port, "controller-bridge"), will=MqttBridge.will(settings)
+    )
     outbox = OutboxDispatcher(engine, client)
     recorder = Recorder()
-    bridge = MqttBridge(client, engine, outbox, recorder, BridgeSettings(ha_prefix="ha-test"))
+    bridge = MqttBridge(client, engine, outbox, recorder, settings, locate=LOCATE.get)
     collector = Collector(mosquitto.port, "farmctl/#", "ha-test/#")
     client.start()
     outbox.start()
@@ -54,6 +57,22 @@ def stack(
     client.stop()
     collector.close()
 
+
+# where the config puts each rig and rack (`MqttService.locate`); rack-dup is at two sites
+PLACES = {
+    ("rig", "rig-07"): {"site-a"},
+    ("rack", "rack-1"): {"site-a"},
+    ("rack", "rack-2"): {"site-b"},
+    ("rack", "rack-dup"): {"site-a", "site-b"},
+}
+
+
+class _Locate:
+    def get(self, kind: str, target: str) -> set[str]:
+        return PLACES.get((kind, target), set())
+
+
+LOCATE = _Locate()
 
 S19 = RigStatus(
     mac="02:aa:00:00:00:07",
@@ -88,7 +107,7 @@ def test_status_totals_plan_and_home_assistant_discovery(
     assert farm["hashrate_ths"] == 100.0 and farm["power_w"] == 3065.0
     assert farm["efficiency_jth"] == 30.65
     assert bridge.publish_plan(
-        {"hours": [{"start": "2026-11-23T14:00:00Z", "hashing": ["site-a/rig-07"]}]}
+        "site-a", {"hours": [{"start": "2026-11-23T14:00:00Z", "hashing": ["site-a/rig-07"]}]}
     )
 
     state = wait_for(lambda: collector.json("farmctl/site-a/rig/rig-07/state"), what="rig state")[0]
@@ -102,12 +121,17 @@ def test_status_totals_plan_and_home_assistant_discovery(
     assert (
         site_a["rigs"] == 2 and site_a["states"]["curtailed"] == 1 and site_a["power_w"] == 3065.0
     )
-    wait_for(lambda: collector.json("farmctl/plan"), what="plan")
+    wait_for(lambda: collector.json("farmctl/site-a/plan"), what="site plan")
+    # every site and farm topic of one gateway: nothing another gateway would overwrite
+    farm_totals = wait_for(lambda: collector.json("farmctl/totals"), what="farm totals")[0]
+    assert farm_totals["rigs"] == 3 and farm_totals["sites"] == 2
+    online = "farmctl/gateway/gw-test/availability"
     assert wait_for(
-        lambda: (
-            collector.messages and [p for t, p in collector.messages if t == "farmctl/availability"]
-        )
-    )
+        lambda: collector.messages and [p for t, p in collector.messages if t == online]
+    ) == [b"online"]
+    with collector.lock:
+        bare = {t for t, _ in collector.messages} & {"farmctl/plan", "farmctl/availability"}
+    assert bare == set()
 
     configs = wait_for(
         lambda: len(collector.json("ha-test/#")) >= 14 and collector.json("ha-test/#"), what="HA"
@@ -119,6 +143,7 @@ def test_status_totals_plan_and_home_assistant_discovery(
     assert power["value_template"] == "{{ value_json.power_w }}"
     assert power["device"]["connections"] == [["mac", "02:aa:00:00:00:07"]]
     assert power["device"]["model"] == "Antminer S19j Pro"
+    assert power["availability"] == [{"topic": online}]
     assert by_id["farmctl_site-a_rig-07_hashrate"]["unit_of_measurement"] == "TH/s"
     assert by_id["farmctl_site-a_rig-07_temperature"]["device_class"] == "temperature"
     assert "offline" in by_id["farmctl_site-a_rig-07_state"]["options"]
@@ -147,7 +172,7 @@ def test_totals_of_an_empty_fleet() -> None:
 
 
 def _send(
-    collector: Collector, payload: bytes | dict[str, object], topic: str = "farmctl/cmd"
+    collector: Collector, payload: bytes | dict[str, object], topic: str = "farmctl/site-a/cmd"
 ) -> None:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     collector.client.publish(topic, body, qos=1).wait_for_publish(5)
@@ -157,7 +182,7 @@ def test_operator_commands_validated_executed_once_and_acked(
     stack: tuple[MqttBridge, Recorder, Collector],
 ) -> None:
     bridge, recorder, collector = stack
-    curtail = {
+    curtail: dict[str, object] = {
         "id": "op-1",
         "action": "curtail",
         "target": {"kind": "rack", "id": "rack-1", "site": "site-a"},
@@ -193,10 +218,31 @@ def test_operator_commands_validated_executed_once_and_acked(
     _send(collector, b"x" * 20_000)
     _send(collector, b"OFF", topic="farmctl/site-a/rig/rig-07/hashing/set")
     _send(collector, b"MAYBE", topic="farmctl/site-a/rig/rig-07/hashing/set")
+    # Sent to the wrong site's topic: refused before the id is claimed, nothing runs.
+    _send(collector, {"id": "op-7", "action": "resume", "target": {"kind": "site", "id": "site-b"}})
+    _send(
+        collector, {"id": "op-8", "action": "curtail", "target": {"kind": "rack", "id": "rack-2"}}
+    )
+    _send(
+        collector,
+        {"id": "op-9", "action": "curtail", "target": {"kind": "rack", "id": "rack-dup"}},
+    )
+    _send(
+        collector,
+        {
+            "id": "op-10",
+            "action": "curtail",
+            "target": {"kind": "rig", "id": "r", "site": "site-b"},
+        },
+    )
+    _send(collector, b"OFF", topic="farmctl/site-b/rig/rig-07/hashing/set")
 
     acks = wait_for(
-        lambda: len(collector.json("farmctl/cmd/ack")) >= 7 and collector.json("farmctl/cmd/ack"),
-        what="7 acks",
+        lambda: (
+            len(collector.json("farmctl/site-a/cmd/ack")) >= 11
+            and collector.json("farmctl/site-a/cmd/ack")
+        ),
+        what="11 acks",
     )
     by_id = {a["id"]: a for a in acks}
     assert by_id["op-1"]["ok"] is True and by_id["op-1"]["detail"] == {"rigs": 12}
@@ -208,6 +254,19 @@ def test_operator_commands_validated_executed_once_and_acked(
     ha = [a for a in acks if a["id"].startswith("ha-")]
     assert len(ha) == 1 and ha[0]["ok"] is True
     assert len([a for a in acks if a["id"] == "op-1"]) == 1
+    assert by_id["op-7"]["ok"] is False
+    assert by_id["op-7"]["error"] == (
+        "site 'site-b' sent on farmctl/site-a/cmd; send it on farmctl/site-b/cmd"
+    )
+    assert by_id["op-8"]["error"] == (
+        "rack 'rack-2' is at site site-b, not 'site-a'; send it on farmctl/site-b/cmd"
+    )
+    assert by_id["op-9"]["error"] == (
+        "rack 'rack-dup' exists at sites site-a, site-b; target its rigs instead"
+    )
+    assert by_id["op-10"]["error"] == (
+        "target site 'site-b' sent on farmctl/site-a/cmd; send it on farmctl/site-b/cmd"
+    )
 
     kinds = [(c.id, c.action, c.target.kind, c.target.id) for c in recorder.commands]
     assert kinds.count(("op-1", "curtail", "rack", "rack-1")) == 1
@@ -221,9 +280,11 @@ def test_operator_commands_validated_executed_once_and_acked(
     assert len(switch) == 1 and switch[0].action == "curtail" and switch[0].target.site == "site-a"
     assert len(recorder.commands) == 4
     wait_for(
-        lambda: bridge.rejected == 6,
-        what="6 rejections: op-4, op-5, op-6, non-JSON, oversized, MAYBE",
+        lambda: bridge.rejected == 11,
+        what="11 rejections: op-4..op-10, non-JSON, oversized, MAYBE, site-b switch",
     )
+    with collector.lock:
+        assert not [t for t, _ in collector.messages if t.startswith("farmctl/site-b/cmd/ack")]
     assert bridge.seen.duplicates == 1
     wait_for(lambda: bridge.outbox.pending() == 0, what="every ack confirmed by the broker")
 
@@ -244,17 +305,21 @@ async def test_async_handler_runs_on_the_daemon_loop(
     client = MqttClient(settings_for(mosquitto.port, "controller-async"))
     outbox = OutboxDispatcher(engine, client)
     bridge = MqttBridge(client, engine, outbox, handler, loop=loop)
-    collector = Collector(mosquitto.port, "farmctl/cmd/ack", client_id="async-collector")
+    collector = Collector(mosquitto.port, "farmctl/s/cmd/ack", client_id="async-collector")
     client.start()
     outbox.start()
     try:
         await loop.run_in_executor(None, client.wait_ready)
-        _send(collector, {"id": "a-1", "action": "resume", "target": {"kind": "site", "id": "s"}})
+        _send(
+            collector,
+            {"id": "a-1", "action": "resume", "target": {"kind": "site", "id": "s"}},
+            topic="farmctl/s/cmd",
+        )
         for _ in range(200):
-            if collector.json("farmctl/cmd/ack"):
+            if collector.json("farmctl/s/cmd/ack"):
                 break
             await asyncio.sleep(0.02)
-        ack = collector.json("farmctl/cmd/ack")[0]
+        ack = collector.json("farmctl/s/cmd/ack")[0]
         assert ack["id"] == "a-1" and ack["ok"] is True and ack["detail"] == {"action": "resume"}
         assert seen_loops == [loop]
     finally:
