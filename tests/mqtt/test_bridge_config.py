@@ -79,12 +79,15 @@ def test_site_topics_go_out_targets_come_in_and_a_cut_loses_nothing(
                 ("farmctl/west/rig/s19-01/state", '{"state": "hashing"}'),
                 ("farmctl/west/totals", '{"rigs": 1}'),
                 ("farmctl/west/power_target/ack", '{"target_id": "t1", "state": "met"}'),
-                ("farmctl/plan", '{"groups": []}'),
+                ("farmctl/west/plan", '{"groups": []}'),
+                ("farmctl/gateway/farm_west/availability", "online"),
                 ("farm/reports/reports", '{"id": "sale-report-2025-08-20"}'),
-                ("farmctl/cmd/ack", '{"id": "op-1", "ok": true}'),
-                # not for the centre: rig telemetry, another site's topics
+                ("farmctl/west/cmd/ack", '{"id": "op-1", "ok": true}'),
+                # not for the centre: rig telemetry, another site's topics, commands
                 ("farm/west/s19-01/telemetry", '{"id": "x"}'),
                 ("farmctl/east/rig/a/state", '{"state": "hashing"}'),
+                ("farmctl/east/plan", '{"groups": []}'),
+                ("farmctl/west/cmd", '{"id": "op-3"}'),
             ],
         )
         _publish(
@@ -92,7 +95,8 @@ def test_site_topics_go_out_targets_come_in_and_a_cut_loses_nothing(
             [
                 ("farmctl/west/power_target", '{"id": "t2"}'),
                 ("farmctl/east/power_target", '{"id": "t3"}'),
-                ("farmctl/cmd", '{"id": "op-2"}'),
+                ("farmctl/west/cmd", '{"id": "op-2"}'),
+                ("farmctl/east/cmd", '{"id": "op-4"}'),
                 ("farmctl/receipts", '{"msg_id": "sale-report-2025-08-20"}'),
             ],
         )
@@ -100,14 +104,15 @@ def test_site_topics_go_out_targets_come_in_and_a_cut_loses_nothing(
             "farmctl/west/rig/s19-01/state",
             "farmctl/west/totals",
             "farmctl/west/power_target/ack",
-            "farmctl/west/plan",  # renamed on the way out
+            "farmctl/west/plan",
+            "farmctl/gateway/farm_west/availability",
             "farm/reports/reports",
-            "farmctl/cmd/ack",
+            "farmctl/west/cmd/ack",
         }
         wait_for(lambda: out <= {t for t, _ in central.messages}, what="site topics at the centre")
         wait_for(
             lambda: (
-                {"farmctl/west/power_target", "farmctl/cmd", "farmctl/receipts"}
+                {"farmctl/west/power_target", "farmctl/west/cmd", "farmctl/receipts"}
                 <= {t for t, _ in site.messages}
             ),
             what="central topics at the site",
@@ -116,8 +121,16 @@ def test_site_topics_go_out_targets_come_in_and_a_cut_loses_nothing(
         at_centre = [t for t, _ in central.messages]
         assert "farm/west/s19-01/telemetry" not in at_centre
         assert "farmctl/east/rig/a/state" not in at_centre
-        assert "farmctl/plan" not in at_centre
-        assert "farmctl/east/power_target" not in {t for t, _ in site.messages}
+        assert "farmctl/east/plan" not in at_centre
+        # a command goes centre -> site only: the site's own op-3 stays there
+        assert [p for t, p in central.messages if t == "farmctl/west/cmd"] == [b'{"id": "op-2"}']
+        at_site = [t for t, _ in site.messages]
+        assert "farmctl/east/power_target" not in at_site and "farmctl/east/cmd" not in at_site
+        # the site's own farmctl/west/cmd (op-3) and the centre's (op-2), each once
+        assert sorted(p for t, p in site.messages if t == "farmctl/west/cmd") == [
+            b'{"id": "op-2"}',
+            b'{"id": "op-3"}',
+        ]
         # No loop: each message crossed once, none came back.
         assert sorted(t for t in at_centre if t in out) == sorted(out)
         assert [t for t, _ in site.messages].count("farmctl/west/power_target") == 1
