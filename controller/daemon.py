@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -28,19 +27,14 @@ from controller import jobs
 from controller.clock import Clock
 from controller.config import FarmConfig
 from controller.gateway import Gateway
+from controller.gateway import gateway_id as gateway_id  # where tests and tools import it
 
 log = logging.getLogger(__name__)
 
 
-def gateway_id(config: FarmConfig, sites: set[str]) -> str:
-    """A stable id for this gateway: farm name and the sites it owns."""
-    raw = f"{config.farm.name}_{'_'.join(sorted(sites))}"
-    return re.sub(r"[^A-Za-z0-9_]", "_", raw)[:48]
-
-
 def build_scheduler(gateway: Gateway) -> AsyncIOScheduler:
     """The scheduler with the gateway's own persistent job store and our job defaults."""
-    table = f"apscheduler_jobs_{gateway_id(gateway.config, gateway.sites)}".lower()
+    table = f"apscheduler_jobs_{gateway.id}".lower()
     return AsyncIOScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=gateway.engine, tablename=table)},
         job_defaults={

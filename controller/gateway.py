@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -90,6 +91,13 @@ class GatewayState:
     alerts: list[HealthEvent] = field(default_factory=list)
 
 
+def gateway_id(config: FarmConfig, sites: set[str]) -> str:
+    """A stable id for a gateway: farm name and the sites it owns (its MQTT client id, topics,
+    job store and job_run rows carry it)."""
+    raw = f"{config.farm.name}_{'_'.join(sorted(sites))}"
+    return re.sub(r"[^A-Za-z0-9_]", "_", raw)[:48]
+
+
 class Gateway:
     """One gateway process: its rigs, database, metrics and the bodies of the scheduled jobs."""
 
@@ -110,6 +118,7 @@ class Gateway:
         self.metrics = metrics or FarmMetrics()
         self.state = GatewayState()
         self.sites = set(sites) if sites else {s.id for s in config.sites}
+        self.id = gateway_id(config, self.sites)
         self.rigs = [r for r in config.rigs if r.site in self.sites]
         self._driver_builder = driver_builder
         self.alert_sink = alert_sink
@@ -327,6 +336,7 @@ class Gateway:
             session.add(
                 JobRun(
                     job=job,
+                    gateway=self.id,
                     started_at=started_at,
                     duration_s=duration_s,
                     ok=error is None,

@@ -20,7 +20,6 @@ import paho.mqtt.client as paho
 from sqlalchemy import Connection
 
 from controller.config import RigConfig
-from controller.daemon import gateway_id
 from controller.mqtt.bridge import BridgeSettings, CommandResult, MqttBridge
 from controller.mqtt.client import MqttClient, settings_from_config
 from controller.mqtt.ingest import TelemetryIngest
@@ -95,7 +94,7 @@ class MqttService:
         sites = sorted(gateway.sites)
         owns_all = set(sites) == {s.id for s in self.config.sites}
         # one config, several `farmctl run --site`: each gateway its own client id and topics
-        self.gateway_id = gateway_id(self.config, gateway.sites)
+        self.gateway_id = gateway.id
         only_sites = () if owns_all else sites
         bridge_settings = BridgeSettings(
             prefix=cfg.bridge_prefix,

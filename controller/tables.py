@@ -113,6 +113,8 @@ class JobRun(Base):
     duration_s: Mapped[float] = mapped_column()
     ok: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(String(500))
+    # which gateway ran it (`gateway_id`): several gateways share one database (issue 8)
+    gateway: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_job_run_job_started", "job", "started_at"),)
 

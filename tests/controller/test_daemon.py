@@ -81,6 +81,14 @@ async def test_jobs_run_on_schedule_and_persist_in_the_gateway_store(tmp_path: P
     assert {job.id for job in store.get_all_jobs()} == {"poll", "reconcile", "housekeeping"}
     assert all(job.func_ref.startswith("controller.jobs:") for job in store.get_all_jobs())
     store.shutdown()
+    # Each run names its gateway: several gateways share one database (issue 8).
+    from controller.storage import make_engine, session_factory
+
+    engine = make_engine(gateway.database_url)
+    with session_factory(engine)() as session:
+        ran_by = set(session.scalars(select(JobRun.gateway).distinct()).all())
+    engine.dispose()
+    assert gateway.id == "daemon_test_west" and ran_by == {"daemon_test_west"}
 
 
 async def test_restart_runs_one_catch_up_reconcile(tmp_path: Path) -> None:
