@@ -50,6 +50,13 @@ def check_target(config: FarmConfig, kind: TargetKind, target: str) -> None:
     }[kind]
     if target not in known:
         raise OverrideError(f"unknown {kind} {target!r}; known: {sorted(known)}")
+    if kind == "rack":
+        # an override row names a rack by id only: it would act at every site with that id
+        sites = sorted(s.id for s in config.sites for rack in s.racks if rack.id == target)
+        if len(sites) > 1:
+            raise OverrideError(
+                f"rack {target!r} exists at sites {', '.join(sites)}; target its rigs instead"
+            )
 
 
 def add_override(
