@@ -294,20 +294,24 @@ def gateway_farm(
     risk: dict[str, float] | None = None,
     prepare: Callable[[str], None] | None = None,
 ) -> Iterator[GatewayFarm]:
-    """Write the three config files, upgrade the database once (`farmctl db upgrade`), call
+    """Write the config file, upgrade the database once (`farmctl db upgrade`), call
     `prepare(database_url)` (seed prices, coins), start the gateways; kill them at the end.
 
-    `ports` gives a gateway another broker port (a proxy in front of the broker)."""
+    Every gateway runs from the one config (each derives its own MQTT client id from its
+    site); `ports` gives a gateway another broker port (a proxy in front of the broker), which
+    takes a copy of the file with that port."""
     raw = three_site_config(fleets, root, database_url, mqtt_port, strategy, **(risk or {}))
+    raw["mqtt"] = {k: v for k, v in raw["mqtt"].items() if k != "client_id"}
+    shared = root / "farm.toml"
+    shared.write_text(toml_text(raw))
     gateways = {}
     for site in fleets:
-        folder = root / f"gw-{site}"
-        folder.mkdir(parents=True, exist_ok=True)
-        mqtt = raw["mqtt"] | {"client_id": f"farmctl-{site}"}
+        config = shared
         if ports and site in ports:
-            mqtt["port"] = ports[site]
-        (folder / "farm.toml").write_text(toml_text(raw | {"mqtt": mqtt}))
-        gateways[site] = Gateway(site, folder / "farm.toml")
+            config = root / f"gw-{site}" / "farm.toml"
+            config.parent.mkdir(parents=True, exist_ok=True)
+            config.write_text(toml_text(raw | {"mqtt": raw["mqtt"] | {"port": ports[site]}}))
+        gateways[site] = Gateway(site, config)
     first = next(iter(gateways.values()))
     upgrade = subprocess.run(
         [
