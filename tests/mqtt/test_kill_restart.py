@@ -236,7 +236,7 @@ def test_reconnect_without_session_raises_an_alert(mosquitto: MosquittoBroker) -
         settings_for(mosquitto.port, "controller-alert"),
         on_session_lost=lambda: alerts.append("lost"),
     )
-    client.subscribe("farmctl/cmd", lambda m: None)
+    client.subscribe("farmctl/west/cmd", lambda m: None)
     client.start()
     client.wait_ready()
     time.sleep(1.2)  # let the broker autosave our session
