@@ -144,6 +144,10 @@ class Gateway:
             batch_size=config.planner.stagger_batch, batch_delay_s=config.planner.stagger_delay_s
         )
 
+    def origin(self) -> dict[str, str]:
+        """Who speaks in this gateway's alerts and reports: its id and its sites."""
+        return {"gateway": self.id, "sites": ",".join(sorted(self.sites))}
+
     @property
     def places(self) -> list[RigPlace]:
         """Site and rack of every rig this gateway owns."""

@@ -7,12 +7,13 @@ same masking as the logs, and webhook URLs (which often embed a token) are never
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import smtplib
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Literal, Protocol
@@ -204,8 +205,12 @@ class Notifier:
         *,
         alert_min_interval_s: float = 900.0,
         clock: Callable[[], float] = time.monotonic,
+        origin: Mapping[str, Any] | None = None,
     ) -> None:
         self.channels = list(channels)
+        # Which gateway and sites speak: with several gateways on one channel, an operator
+        # must see where an alert comes from. Added to every message's fields.
+        self.origin = dict(origin or {})
         self.alert_min_interval_s = alert_min_interval_s
         self._clock = clock
         self._last_sent: dict[str, float] = {}
@@ -227,6 +232,8 @@ class Notifier:
 
     def send(self, message: Message) -> dict[str, str | None]:
         """Deliver to every channel; returns channel -> error (None when delivered)."""
+        if self.origin:
+            message = dataclasses.replace(message, fields=self.origin | message.fields)
         safe = message.safe()
         results: dict[str, str | None] = {}
         for channel in self.channels:

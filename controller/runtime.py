@@ -34,6 +34,7 @@ async def assembled_gateway(
     notifier = Notifier(
         channels_from_config(config.reports, publish),
         alert_min_interval_s=config.reports.alert_min_interval_s,
+        origin=gateway.origin(),
     )
 
     def alert(key: str, severity: str, text: str) -> None:

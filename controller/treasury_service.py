@@ -207,6 +207,7 @@ class TreasuryService:
         self.notifier = Notifier(
             channels_from_config(config.reports, mqtt_publish),
             alert_min_interval_s=config.reports.alert_min_interval_s,
+            origin=gateway.origin(),
         )
         data_dir = config.farm.data_dir
         self.data_dir = data_dir if data_dir.is_absolute() else gateway.base_dir / data_dir

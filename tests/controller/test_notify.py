@@ -183,3 +183,19 @@ def test_one_failing_channel_does_not_stop_the_others(smtp_server: tuple[int, _I
 def test_webhook_body_rejects_unknown_format() -> None:
     with pytest.raises(ValueError, match="unknown webhook format"):
         webhook_body(SALE, "teams")  # type: ignore[arg-type]
+
+
+def test_every_message_names_the_gateway_and_sites_it_comes_from() -> None:
+    published: list[tuple[str, bytes]] = []
+    notifier = Notifier(
+        [MqttChannel("farm/reports", lambda t, p: published.append((t, p)))],
+        origin={"gateway": "farm_west", "sites": "west"},
+    )
+    assert notifier.alert("health:fan:rig-1", "warning", "rig-1 fan stopped", rig="rig-1")
+    notifier.send(SALE)
+    alert, report = (json.loads(p) for _, p in published)
+    assert alert["fields"] == {"gateway": "farm_west", "sites": "west", "rig": "rig-1"}
+    assert report["fields"]["gateway"] == "farm_west" and report["fields"]["sites"] == "west"
+    # The message's own fields win over the origin's.
+    notifier.send(Message("report", "r", "r", fields={"sites": "east"}))
+    assert json.loads(published[-1][1])["fields"] == {"gateway": "farm_west", "sites": "east"}
