@@ -45,3 +45,9 @@ class AcceleratedClock(Clock):
 def hour_floor(moment: datetime) -> datetime:
     """The start of the UTC hour containing `moment`."""
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """`moment` with a time zone: a naive one is taken as UTC (SQLite hands back naive
+    datetimes for timezone-aware columns, which were stored as UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

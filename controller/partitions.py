@@ -94,6 +94,12 @@ def _schema_of(conn: Connection, table: str) -> str:
     return str(schema)
 
 
+def _exists(conn: Connection, schema: str, name: str) -> bool:
+    return (
+        conn.execute(text("SELECT to_regclass(:n)"), {"n": f"{schema}.{name}"}).scalar() is not None
+    )
+
+
 def _qualified(conn: Connection, schema: str, name: str) -> str:
     quote = conn.dialect.identifier_preparer.quote
     return f"{quote(schema)}.{quote(name)}"
@@ -148,12 +154,7 @@ def create_day_partition(engine: Engine, table: str, day: date) -> tuple[bool, i
         parent = _qualified(conn, schema, table)
         child = _qualified(conn, schema, partition_name(table, day))
         default = _qualified(conn, schema, default_partition_name(table))
-        has_default = (
-            conn.execute(
-                text("SELECT to_regclass(:d)"), {"d": f"{schema}.{default_partition_name(table)}"}
-            ).scalar()
-            is not None
-        )
+        has_default = _exists(conn, schema, default_partition_name(table))
         lower, upper = day_start(day), day_start(day + timedelta(days=1))
         stray = 0
         if has_default:
@@ -221,8 +222,7 @@ def drop_partitions_before(engine: Engine, table: str, cutoff: datetime) -> Rete
             conn.execute(text(f"DROP TABLE IF EXISTS {_qualified(conn, schema, name)}"))
         report.dropped.append(name)
     with engine.begin() as conn:
-        default = f"{schema}.{default_partition_name(table)}"
-        if conn.execute(text("SELECT to_regclass(:d)"), {"d": default}).scalar() is not None:
+        if _exists(conn, schema, default_partition_name(table)):
             result = conn.execute(
                 text(
                     f"DELETE FROM {_qualified(conn, schema, default_partition_name(table))}"

@@ -11,14 +11,14 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Literal
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from controller.clock import hour_floor
+from controller.clock import as_utc, hour_floor
 from controller.tables import Override, PlanSlot, RigControl
 from miners.driver import Capability, RigDriver, RigError, RigUnsupportedAction
 from miners.remediation import staggered
@@ -187,7 +187,7 @@ async def reconcile(
                 ).append(rig.name)
                 continue
             last = control.last_attempt_at
-            if last is not None and now - _aware(last) < settings.retry_after:
+            if last is not None and now - as_utc(last) < settings.retry_after:
                 continue  # the last attempt is recent: give the rig time to ramp
         todo.append((rig.name, action, desired))
 
@@ -226,11 +226,6 @@ async def reconcile(
             },
         )
     return report
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class _Controls(dict[str, RigControl]):

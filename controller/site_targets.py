@@ -49,6 +49,7 @@ from sqlalchemy import Connection, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import hardware
+from controller.clock import as_utc
 from controller.config import RigConfig
 from controller.reconcile import Desired
 from controller.tables import RigControl, SitePowerTargetRow
@@ -190,14 +191,9 @@ def store_target(
     )
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _rank(row: SitePowerTargetRow) -> tuple[datetime, str]:
     # Newer issue time wins; equal times fall back to the id so every gateway agrees.
-    return _aware(row.issued_at), row.id
+    return as_utc(row.issued_at), row.id
 
 
 def supersede(session: Session, sites: Sequence[str], now: datetime) -> list[SitePowerTargetRow]:
@@ -226,8 +222,8 @@ def supersede(session: Session, sites: Sequence[str], now: datetime) -> list[Sit
                 w
                 for w in standing
                 if w.site == row.site
-                and _aware(w.starts_at) < _aware(row.ends_at)
-                and _aware(row.starts_at) < _aware(w.ends_at)
+                and as_utc(w.starts_at) < as_utc(row.ends_at)
+                and as_utc(row.starts_at) < as_utc(w.ends_at)
             ),
             None,
         )
@@ -535,7 +531,7 @@ class SiteTargets:
                 )
             baseline_w = (row.baseline_kw or 0.0) * 1000
             cap_w = (row.cap_kw or 0.0) * 1000
-            fraction = ramp_fraction(_aware(row.applied_at), row.ramp_s, now)
+            fraction = ramp_fraction(as_utc(row.applied_at), row.ramp_s, now)
             cap_now = cap_in_force(baseline_w, cap_w, fraction)
             decision = select_curtailments(rigs, cap_now)
             for name in decision.curtail:
@@ -603,7 +599,7 @@ class SiteTargets:
                 written.append(ack)
             for site, applied in self._applied.items():
                 live = session.get(SitePowerTargetRow, applied.row_id)
-                if live is None or live.state not in LIVE_STATES or _aware(live.ends_at) <= now:
+                if live is None or live.state not in LIVE_STATES or as_utc(live.ends_at) <= now:
                     continue
                 if live.cancelled or live.superseded_by:
                     continue
@@ -736,12 +732,12 @@ def _row_problem(row: SitePowerTargetRow, now: datetime) -> str | None:
         return "by_kw needs a reduction above 0 kW"
     if row.ramp_s is None or not 0 <= row.ramp_s <= MAX_RAMP_S:
         return f"ramp_s {row.ramp_s!r} must be within 0-{MAX_RAMP_S:.0f}"
-    if _aware(row.ends_at) <= _aware(row.starts_at):
+    if as_utc(row.ends_at) <= as_utc(row.starts_at):
         return (
             f"target end {row.ends_at.isoformat()} is not after start {row.starts_at.isoformat()}"
         )
-    if _aware(row.ends_at) - _aware(row.starts_at) > MAX_WINDOW:
+    if as_utc(row.ends_at) - as_utc(row.starts_at) > MAX_WINDOW:
         return f"target window longer than {MAX_WINDOW}"
-    if _aware(row.ends_at) <= now:
-        return f"target window already over (ended {_aware(row.ends_at).isoformat()})"
+    if as_utc(row.ends_at) <= now:
+        return f"target window already over (ended {as_utc(row.ends_at).isoformat()})"
     return None

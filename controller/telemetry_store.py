@@ -27,7 +27,7 @@ def write_telemetry(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
     if not rows:
         return 0
     if conn.dialect.name != "postgresql":
-        conn.execute(insert(TELEMETRY), [dict(r) for r in rows])
+        conn.execute(insert(TELEMETRY), rows)
         return len(rows)
     # the psycopg connection under the caller's transaction: COPY joins that transaction
     raw: Any = conn.connection.driver_connection

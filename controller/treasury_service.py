@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from controller import jobs
-from controller.clock import hour_floor
+from controller.clock import as_utc, hour_floor
 from controller.gateway import Gateway
 from controller.seller_lock import SellerGate, account_key
 
@@ -642,8 +642,7 @@ class TreasuryService:
             ).all()
         per_hour: dict[datetime, list[float]] = {}
         for moment, watts in rows:
-            when = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-            per_hour.setdefault(hour_floor(when), []).append(float(watts or 0.0))
+            per_hour.setdefault(hour_floor(as_utc(moment)), []).append(float(watts or 0.0))
         cost: dict[date, Decimal] = {}
         for hour, samples in per_hour.items():
             price = self.electricity_price(hour)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from controller.clock import as_utc
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
@@ -60,7 +62,7 @@ def add(
         raise typer.BadParameter("--state must be hashing or curtailed")
     farm, sessions = _open(config)
     now = datetime.now(UTC)
-    begin = (start if start.tzinfo else start.replace(tzinfo=UTC)) if start else now
+    begin = as_utc(start) if start else now
     kind, target = targets[0]
     try:
         override_id = add_override(

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from controller.clock import as_utc
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,10 +33,6 @@ def _open(config: Path) -> tuple[FarmConfig, sessionmaker[Session]]:
     url = farm.database_url(config.resolve().parent)
     upgrade(url)
     return farm, session_factory(make_engine(url))
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _duration(text: str) -> timedelta:
@@ -75,8 +73,8 @@ def add(
     if (until is None) == (duration is None):
         raise typer.BadParameter("give exactly one of --until, --for")
     now = datetime.now(UTC)
-    begin = _utc(start) if start else now
-    end = _utc(until) if until else begin + _duration(duration or "")
+    begin = as_utc(start) if start else now
+    end = as_utc(until) if until else begin + _duration(duration or "")
     farm, sessions = _open(config)
     try:
         target = SitePowerTarget(
@@ -133,7 +131,7 @@ def list_cmd(
         flags += f" (superseded by {t.superseded_by})" if t.superseded_by else ""
         typer.echo(
             f"{t.id}\t{t.site}\t{amount}\tramp {t.ramp_s:g} s\t"
-            f"{_utc(t.starts_at):%Y-%m-%d %H:%M} -> {_utc(t.ends_at):%Y-%m-%d %H:%M} UTC\t"
+            f"{as_utc(t.starts_at):%Y-%m-%d %H:%M} -> {as_utc(t.ends_at):%Y-%m-%d %H:%M} UTC\t"
             f"{t.state or 'new'}\t{achieved}\t{t.source}:{t.issuer}{flags}"
             + (f"\t{t.state_reason}" if t.state_reason else "")
         )
