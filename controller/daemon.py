@@ -27,7 +27,6 @@ from controller import jobs
 from controller.clock import Clock
 from controller.config import FarmConfig
 from controller.gateway import Gateway
-from controller.gateway import gateway_id as gateway_id  # where tests and tools import it
 
 log = logging.getLogger(__name__)
 

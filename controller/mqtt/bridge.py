@@ -81,7 +81,7 @@ class BridgeSettings:
     """Topic prefix and Home Assistant discovery options."""
 
     prefix: str = "farmctl"
-    # this gateway's id (`controller.daemon.gateway_id`) and the sites it owns; no sites means
+    # this gateway's id (`controller.gateway.gateway_id`) and the sites it owns; no sites means
     # every site (one gateway for the whole farm)
     gateway: str = "farmctl"
     sites: tuple[str, ...] = ()

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from controller import jobs
 from controller.clock import AcceleratedClock
 from controller.config import parse_config
-from controller.daemon import gateway_id, serve
-from controller.gateway import Gateway
+from controller.daemon import serve
+from controller.gateway import Gateway, gateway_id
 from controller.tables import JobRun
 from miners.sim.simulator import Simulator
 
