@@ -89,11 +89,19 @@ def kill_and_check(
     rnd = random.Random(SEED)
     fleet = SimThread(8)
     try:
-        # A decision every tick: many small orders.
+        # A decision every tick, and a fixed band that puts August 2025's ~114k USD near
+        # pmax: the strategy sells from the first tick of the first run, so the kills land
+        # among many small orders (a rolling band only started selling at 18:30 farm time,
+        # after both kills, when startup was quick).
         config = e2e_config(
             fleet.sim,
             tmp_path,
-            {"decision_interval_minutes": 5},
+            {
+                "decision_interval_minutes": 5,
+                "band_method": "fixed",
+                "pmin": 60_000.0,
+                "pmax": 120_000.0,
+            },
             max_order_btc=0.002,
             max_sold_per_day_btc=0.03,
         )
