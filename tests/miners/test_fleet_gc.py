@@ -7,7 +7,7 @@ import gc
 
 from miners.detect import driver_for
 from miners.driver import RigDriver
-from miners.fleet import SWEEP_GC_GEN0, FleetPoller, Target
+from miners.fleet import SWEEP_GC_GEN0, SWEEP_GC_OLDER, FleetPoller, Target
 from miners.sim.simulator import Simulator
 
 
@@ -32,7 +32,7 @@ async def test_gc_threshold_raised_during_sweep_and_restored_after() -> None:
                 first.poll_once(10.0), second.poll_once(10.0), watch()
             )
             assert all(s.state == "hashing" for s in [*one, *two])
-            assert seen == [(SWEEP_GC_GEN0, 10, 10)]
+            assert seen == [(SWEEP_GC_GEN0, SWEEP_GC_OLDER, SWEEP_GC_OLDER)]
             assert gc.get_threshold() == (700, 10, 10)  # restored once both sweeps ended
 
             gc.set_threshold(0, 10, 10)  # the application turned automatic GC off: keep it off
