@@ -34,9 +34,24 @@ from pathlib import Path
 from typing import Any
 
 HOST = "127.0.0.1"
+SIM_PIDS: list[int] = []
 
 
-def _sim_main(count: int, latency_ms: float, manifest: str) -> None:
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_of_mb(pid: int) -> float:
+    """Peak RSS (VmHWM) of a live process in MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def _sim_main(count: int, latency_ms: float, manifest: str, reply_cache_s: float = 1.0) -> None:
     """Body of a simulator process: serve `count` stock Antminers until terminated."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -44,7 +59,7 @@ def _sim_main(count: int, latency_ms: float, manifest: str) -> None:
     from miners.sim.simulator import Simulator
 
     async def serve() -> None:
-        sim = Simulator({"antminer": count}, latency_ms=latency_ms)
+        sim = Simulator({"antminer": count}, latency_ms=latency_ms, reply_cache_s=reply_cache_s)
         await sim.start()
         sim.write_manifest(Path(manifest))
         await asyncio.Event().wait()
@@ -53,8 +68,12 @@ def _sim_main(count: int, latency_ms: float, manifest: str) -> None:
 
 
 @contextlib.contextmanager
-def simulator_processes(count: int, latency_ms: float, processes: int = 1) -> Iterator[list[dict]]:
-    """Start simulator process(es) serving `count` rigs in all; yields the rigs' manifest rows."""
+def simulator_processes(
+    count: int, latency_ms: float, processes: int = 1, reply_cache_s: float = 1.0
+) -> Iterator[list[dict]]:
+    """Start simulator process(es) serving `count` rigs in all; yields the rigs' manifest rows.
+
+    The processes' pids are in `SIM_PIDS` while they run (the bench reports their CPU)."""
     ctx = multiprocessing.get_context("spawn")
     tmp = tempfile.mkdtemp(prefix="bench-miners-")
     procs: list[Any] = []
@@ -63,9 +82,12 @@ def simulator_processes(count: int, latency_ms: float, processes: int = 1) -> It
         paths = []
         for i, share in enumerate(shares):
             path = os.path.join(tmp, f"manifest-{i}.json")
-            proc = ctx.Process(target=_sim_main, args=(share, latency_ms, path), daemon=True)
+            proc = ctx.Process(
+                target=_sim_main, args=(share, latency_ms, path, reply_cache_s), daemon=True
+            )
             proc.start()
             procs.append(proc)
+            SIM_PIDS.append(proc.pid or 0)  # set once started
             paths.append(path)
             # one at a time: two processes picking free ports at once can both bind one
             deadline = time.monotonic() + 300
@@ -78,6 +100,7 @@ def simulator_processes(count: int, latency_ms: float, processes: int = 1) -> It
             rigs.extend(json.loads(Path(path).read_text())["rigs"])
         yield rigs
     finally:
+        SIM_PIDS.clear()
         for proc in procs:
             proc.terminate()
         for proc in procs:
@@ -143,6 +166,71 @@ async def _ours(
         "warm_ok": full,
         "rigs_per_s": len(rigs) / statistics.median(warm_times) if warm_times else 0.0,
         "rigs_per_cpu_s": len(rigs) * warm_rounds / cpu_s if cpu_s > 0 else 0.0,
+    }
+
+
+async def _ours_sharded(
+    rigs: list[dict], *, workers: int, concurrency: int, warm_rounds: int, deadline_s: float
+) -> dict[str, Any]:
+    """`ShardedFleetPoller`: the same fleet from `workers` processes; CPU of every process."""
+    import logging
+
+    from miners.fleet import Target
+    from miners.shards import RigSpec, ShardedFleetPoller
+
+    targets = [Target(HOST, r["port"]) for r in rigs]
+    specs = {Target(HOST, r["port"]): RigSpec("antminer", r["http_port"]) for r in rigs}
+    with ShardedFleetPoller(
+        targets,
+        workers=workers,
+        specs=specs,
+        concurrency=concurrency,
+        log_level=logging.ERROR,  # default-password warnings x 5,000 are not the point here
+    ) as poller:
+        started = time.perf_counter()
+        cold = await poller.poll_once(deadline_s)
+        cold_s = time.perf_counter() - started
+        pids = [p for p in poller.worker_pids if p is not None]
+        sims = list(SIM_PIDS)
+        cpu0 = [_cpu_s(p) for p in pids] + [_cpu_s(p) for p in sims] + [time.process_time()]
+        warm_times: list[float] = []
+        statuses = cold
+        for _ in range(warm_rounds):
+            started = time.perf_counter()
+            statuses = await poller.poll_once(deadline_s)
+            warm_times.append(time.perf_counter() - started)
+        cpu1 = [_cpu_s(p) for p in pids] + [_cpu_s(p) for p in sims] + [time.process_time()]
+        worker_rss = [_peak_rss_of_mb(p) for p in pids]
+    polled = len(rigs) * warm_rounds
+    used = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+    workers_cpu, sim_cpu, parent_cpu = (
+        sum(used[: len(pids)]),
+        sum(used[len(pids) : -1]),
+        used[-1],
+    )
+    full = sum(
+        1
+        for s in statuses
+        if s.state == "hashing"
+        and s.mac
+        and s.hashrate_ths
+        and len(s.boards) == 3
+        and len(s.fans_rpm) == 4
+        and s.pools
+    )
+    return {
+        "rigs": len(rigs),
+        "workers": len(pids),
+        "cold_s": cold_s,
+        "cold_ok": sum(1 for s in cold if s.state == "hashing"),
+        "warm_s": warm_times,
+        "warm_ok": full,
+        "rigs_per_s": len(rigs) / statistics.median(warm_times),
+        "us_per_rig_workers": 1e6 * workers_cpu / polled,
+        "us_per_rig_parent": 1e6 * parent_cpu / polled,
+        "us_per_rig_sim": 1e6 * sim_cpu / polled,
+        "rss_mb": _peak_rss_mb() + sum(worker_rss),
+        "rss_workers_mb": worker_rss,
     }
 
 
@@ -240,26 +328,58 @@ def main() -> None:
     parts = os.environ.get("BENCH_MINERS_PARTS", "fleet,pyasic,sweep").split(",")
     sweep_concurrency = _env_int("BENCH_MINERS_SWEEP_CONCURRENCY", 2000)
     if "fleet" in parts:
-        _fleet_vs_pyasic(n, n_pyasic, with_pyasic="pyasic" in parts)
+        workers = _env_int("BENCH_MINERS_WORKERS", 2)
+        _fleet_vs_pyasic(n, n_pyasic, with_pyasic="pyasic" in parts, workers=workers)
     if "sweep" in parts:
         # the sweep sends a rig's three commands at once (AntminerDriver.parallel_commands):
         # one 200 ms device latency per rig instead of three; BENCH_MINERS_SWEEP_PARALLEL=0 not
         _sweep(n_sweep, sweep_concurrency, os.environ.get("BENCH_MINERS_SWEEP_PARALLEL") != "0")
 
 
-def _fleet_vs_pyasic(n: int, n_pyasic: int, *, with_pyasic: bool) -> None:
+def _fleet_vs_pyasic(n: int, n_pyasic: int, *, with_pyasic: bool, workers: int) -> None:
     from miners.fleet import run_loop
 
-    with simulator_processes(n, 0.0) as rigs:
+    # The rigs' own CPU is not the gateway's, but here the simulator shares our two cores: it
+    # rebuilds a read reply at most every BENCH_MINERS_REPLY_CACHE_S seconds (default 5, the
+    # window of bmminer's `GHS 5s`), the same for us and for pyasic.
+    cache_s = float(os.environ.get("BENCH_MINERS_REPLY_CACHE_S", "5.0"))
+    print(f"simulator: {n} stock S19 Pro rigs, one process, replies rebuilt every {cache_s:g} s")
+    with simulator_processes(n, 0.0, reply_cache_s=cache_s) as rigs:
+        sim_cpu0 = sum(_cpu_s(p) for p in SIM_PIDS)
         ours = run_loop(_ours(rigs, concurrency=256, warm_rounds=3, deadline_s=60.0))
         gc.collect()
         rss = _peak_rss_mb()
         print(
-            f"ours: {n} rigs, cold sweep {ours['cold_s']:.2f} s ({ours['cold_ok']} hashing), "
+            f"ours, one process: {n} rigs, cold sweep {ours['cold_s']:.2f} s "
+            f"({ours['cold_ok']} hashing), "
             f"warm sweeps {', '.join(f'{t:.2f}' for t in ours['warm_s'])} s, "
             f"{ours['warm_ok']} full RigStatus; {ours['rigs_per_s']:.0f} rigs/s "
-            f"({ours['rigs_per_cpu_s']:.0f} rigs per CPU-second); peak RSS {rss:.0f} MB"
+            f"({ours['rigs_per_cpu_s']:.0f} rigs per CPU-second); peak RSS {rss:.0f} MB; "
+            f"simulator {1e6 * (sum(_cpu_s(p) for p in SIM_PIDS) - sim_cpu0) / (4 * n):.0f} us "
+            "CPU per rig (cold and warm sweeps)"
         )
+        sharded: dict[str, Any] | None = None
+        if workers > 1:
+            sharded = run_loop(
+                _ours_sharded(
+                    rigs,
+                    workers=workers,
+                    concurrency=256 * workers,
+                    warm_rounds=3,
+                    deadline_s=60.0,
+                )
+            )
+            print(
+                f"ours, {sharded['workers']} poll worker processes (ShardedFleetPoller): "
+                f"cold sweep {sharded['cold_s']:.2f} s ({sharded['cold_ok']} hashing), "
+                f"warm sweeps {', '.join(f'{t:.2f}' for t in sharded['warm_s'])} s, "
+                f"{sharded['warm_ok']} full RigStatus; {sharded['rigs_per_s']:.0f} rigs/s; "
+                f"CPU per rig: workers {sharded['us_per_rig_workers']:.0f} us, "
+                f"parent {sharded['us_per_rig_parent']:.0f} us, "
+                f"simulator {sharded['us_per_rig_sim']:.0f} us; "
+                f"peak RSS parent + workers {sharded['rss_mb']:.0f} MB "
+                f"(workers {', '.join(f'{m:.0f}' for m in sharded['rss_workers_mb'])})"
+            )
         if not with_pyasic:
             return
         import pyasic
@@ -284,6 +404,12 @@ def _fleet_vs_pyasic(n: int, n_pyasic: int, *, with_pyasic: bool) -> None:
             f"per CPU-second: {ours['rigs_per_cpu_s'] / data['rigs_per_cpu_s']:.1f}x and "
             f"{ours['rigs_per_cpu_s'] / rpc['rigs_per_cpu_s']:.1f}x"
         )
+        if sharded is not None:
+            print(
+                f"ratio wall-clock, {sharded['workers']} poll workers: ours / pyasic get_data = "
+                f"{sharded['rigs_per_s'] / data['rigs_per_s']:.1f}x, ours / pyasic bare RPC = "
+                f"{sharded['rigs_per_s'] / rpc['rigs_per_s']:.1f}x"
+            )
 
 
 def _sweep(n_sweep: int, concurrency: int, parallel: bool) -> None:

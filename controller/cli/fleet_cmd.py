@@ -87,6 +87,14 @@ def poll_cmd(
     deadline: Annotated[float, typer.Option(help="Seconds the whole fleet poll may take.")] = 10.0,
     timeout: Annotated[float, typer.Option(help="Seconds one rig may take.")] = 5.0,
     concurrency: Annotated[int, typer.Option(help="Rigs polled at the same time.")] = 256,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Poll from this many worker processes (one per CPU core for thousands of "
+            "rigs per second); 1 polls in this process.",
+        ),
+    ] = 1,
     interval: Annotated[float, typer.Option(help="Seconds between polls without --once.")] = 30.0,
     state_file: Annotated[
         Path | None,
@@ -105,6 +113,7 @@ def poll_cmd(
 
     from miners.fleet import FleetPoller, TargetError, parse_targets, run_loop
     from miners.pollfile import PollSnapshot, write_poll
+    from miners.shards import ShardedFleetPoller
 
     if as_json and summary:
         raise typer.BadParameter("choose one of --json and --summary")
@@ -112,8 +121,14 @@ def poll_cmd(
         parsed = parse_targets(targets)
     except TargetError as exc:
         raise typer.BadParameter(str(exc)) from None
+    poller: FleetPoller | ShardedFleetPoller
     try:
-        poller = FleetPoller(parsed, concurrency=concurrency, rig_timeout_s=timeout)
+        if workers > 1:
+            poller = ShardedFleetPoller(
+                parsed, workers=workers, concurrency=concurrency, rig_timeout_s=timeout
+            )
+        else:
+            poller = FleetPoller(parsed, concurrency=concurrency, rig_timeout_s=timeout)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     path = state_file or _default_state_file()
@@ -143,6 +158,9 @@ def poll_cmd(
         run_loop(run())
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    finally:
+        if isinstance(poller, ShardedFleetPoller):
+            poller.close()
 
 
 @miners_app.command("scan")

@@ -88,6 +88,28 @@ def test_poll_json_one_object_per_rig(sim_fleet: dict, tmp_path: Path) -> None:
     assert len(json.loads(state.read_text())["rigs"]) == 6
 
 
+def test_poll_from_worker_processes_reads_the_same_fleet(sim_fleet: dict, tmp_path: Path) -> None:
+    out = farmctl(
+        "miners", "poll", port_range(sim_fleet), "--once", "--json", "--workers", "2",
+        "--timeout", "1", "--deadline", "5", "--state-file", str(tmp_path / "last_poll.json"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    # target order kept across the two workers (round-robin split)
+    assert [r["port"] for r in rows] == sorted(r["port"] for r in sim_fleet["rigs"])
+    for rig, row in zip(sorted(sim_fleet["rigs"], key=lambda r: r["port"]), rows, strict=True):
+        if rig["index"] == HUNG:
+            assert (row["state"], row["state_reason"]) == ("offline", "no reply within 1.00 s")
+        else:
+            assert (row["state"], row["family"]) == ("hashing", rig["family"])
+            assert row["hashrate_ths"] > 0
+    bad = farmctl("miners", "poll", port_range(sim_fleet), "--once", "--workers", "0")
+    assert bad.returncode == 2
+    assert "Invalid value for '--workers': Input should be greater than or equal to 1" in (
+        bad.stderr
+    )
+
+
 def test_poll_summary_and_status_table(sim_fleet: dict, tmp_path: Path) -> None:
     state = tmp_path / "last_poll.json"
     out = farmctl(
