@@ -176,7 +176,8 @@ _gc_saved: tuple[int, int, int] | None = None
 
 
 @contextlib.contextmanager
-def _sweep_gc() -> Iterator[None]:
+def sweep_gc() -> Iterator[None]:
+    """The cyclic GC's thresholds raised while a sweep runs (nestable; restored by the last)."""
     global _gc_sweeps, _gc_saved
     if _gc_sweeps == 0:
         _gc_saved = gc.get_threshold()
@@ -338,7 +339,7 @@ class FleetPoller:
         runs, the cyclic GC's thresholds are raised (`SWEEP_GC_GEN0`, `SWEEP_GC_OLDER`; restored
         after).
         """
-        with _sweep_gc():
+        with sweep_gc():
             return await self._poll_once(deadline_s)
 
     async def _poll_once(self, deadline_s: float) -> list[RigStatus]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from miners.fleet import FleetPoller, PollStats, Target, offline_status
+from miners.fleet import FleetPoller, PollStats, Target, offline_status, sweep_gc
 from miners.status import RigStatus
 
 logger = logging.getLogger(__name__)
@@ -202,6 +202,11 @@ class ShardedFleetPoller:
 
     async def poll_once(self, deadline_s: float = 10.0) -> list[RigStatus]:
         """Poll every target once (all workers at once); one status per target, target order."""
+        # Unpickling the fleet's statuses allocates like a sweep does: the same GC setting.
+        with sweep_gc():
+            return await self._poll_once(deadline_s)
+
+    async def _poll_once(self, deadline_s: float) -> list[RigStatus]:
         started = time.perf_counter()
         self.start()
         for worker in self._workers:
