@@ -340,3 +340,44 @@ async def test_connect_deadline_when_the_accept_queue_is_full() -> None:
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+async def test_a_cancellation_from_outside_stays_a_cancellation() -> None:
+    """The connect deadline takes back only its own cancellation: an outer deadline (the
+    rig's, the fleet's) or a task cancel must come through as itself, not as a rig fault."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # backlog full: the connect hangs (or, on some kernels, the read)
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await rpc_command("127.0.0.1", port, "summary", connect_timeout=5, read_timeout=5)
+        task = asyncio.create_task(
+            rpc_command("127.0.0.1", port, "summary", connect_timeout=5, read_timeout=5)
+        )
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # and the connect deadline itself still turns into the rig's fault, not a cancel
+        try:
+            await rpc_command("127.0.0.1", port, "summary", connect_timeout=0.2, read_timeout=0.2)
+        except RpcConnectionError as exc:
+            assert exc.fault == "no connection within 0.2s"
+        except RpcTimeoutError as exc:
+            assert exc.fault.startswith("no complete reply within 0.2s")
+        else:
+            pytest.fail("a rig that never accepts gave a reply")
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
