@@ -110,6 +110,20 @@ def simulator_processes(
         os.rmdir(tmp)
 
 
+def _full_statuses(statuses: list[Any]) -> int:
+    """How many statuses are complete reads of a hashing S19 Pro (3 boards, 4 fans, pools)."""
+    return sum(
+        1
+        for s in statuses
+        if s.state == "hashing"
+        and s.mac
+        and s.hashrate_ths
+        and len(s.boards) == 3
+        and len(s.fans_rpm) == 4
+        and s.pools
+    )
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
@@ -148,16 +162,7 @@ async def _ours(
         statuses = await poller.poll_once(deadline_s)
         warm_times.append(time.perf_counter() - started)
     cpu_s = time.process_time() - cpu_started
-    full = sum(
-        1
-        for s in statuses
-        if s.state == "hashing"
-        and s.mac
-        and s.hashrate_ths
-        and len(s.boards) == 3
-        and len(s.fans_rpm) == 4
-        and s.pools
-    )
+    full = _full_statuses(statuses)
     return {
         "rigs": len(rigs),
         "cold_s": cold_s,
@@ -208,16 +213,7 @@ async def _ours_sharded(
         sum(used[len(pids) : -1]),
         used[-1],
     )
-    full = sum(
-        1
-        for s in statuses
-        if s.state == "hashing"
-        and s.mac
-        and s.hashrate_ths
-        and len(s.boards) == 3
-        and len(s.fans_rpm) == 4
-        and s.pools
-    )
+    full = _full_statuses(statuses)
     return {
         "rigs": len(rigs),
         "workers": len(pids),

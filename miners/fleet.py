@@ -214,6 +214,21 @@ class PollStats:
     deadline_hit: bool = False
     max_in_flight: int = 0
 
+    @classmethod
+    def of(
+        cls, statuses: list[RigStatus], started: float, deadline_hit: bool, max_in_flight: int
+    ) -> PollStats:
+        """The figures of a poll that began at `started` (perf_counter) and gave `statuses`."""
+        online = sum(1 for s in statuses if s.state != "offline")
+        return cls(
+            rigs=len(statuses),
+            online=online,
+            offline=len(statuses) - online,
+            elapsed_s=time.perf_counter() - started,
+            deadline_hit=deadline_hit,
+            max_in_flight=max_in_flight,
+        )
+
 
 class FleetPoller:
     """Polls a fleet of targets; keeps one driver per target and the last good status per rig."""
@@ -396,19 +411,13 @@ class FleetPoller:
                 status = offline_status(target, status.state_reason or "no reply", None)
                 status.state = state
             out.append(status)
-        online = sum(1 for s in out if s.state != "offline")
-        self.stats = PollStats(
-            rigs=len(out),
-            online=online,
-            offline=len(out) - online,
-            elapsed_s=time.perf_counter() - started,
-            deadline_hit=deadline_hit or loop.time() > deadline,
-            max_in_flight=max_in_flight,
+        self.stats = PollStats.of(
+            out, started, deadline_hit or loop.time() > deadline, max_in_flight
         )
         logger.info(
             "fleet poll rigs=%d online=%d offline=%d elapsed_s=%.3f",
             self.stats.rigs,
-            online,
+            self.stats.online,
             self.stats.offline,
             self.stats.elapsed_s,
         )

@@ -245,19 +245,11 @@ class ShardedFleetPoller:
                 if status.state not in ("offline", "error"):
                     self._last_good[target] = status
         out = [by_target[t] for t in self.targets]
-        online = sum(1 for s in out if s.state != "offline")
-        self.stats = PollStats(
-            rigs=len(out),
-            online=online,
-            offline=len(out) - online,
-            elapsed_s=time.perf_counter() - started,
-            deadline_hit=deadline_hit,
-            max_in_flight=max_in_flight,
-        )
+        self.stats = PollStats.of(out, started, deadline_hit, max_in_flight)
         logger.info(
             "fleet poll rigs=%d online=%d offline=%d elapsed_s=%.3f workers=%d",
             self.stats.rigs,
-            online,
+            self.stats.online,
             self.stats.offline,
             self.stats.elapsed_s,
             len(self._workers),

@@ -313,21 +313,30 @@ async def test_invalid_port_is_a_connection_error() -> None:
         await rpc_command("127.0.0.1", 70000, "summary")
 
 
-async def test_connect_deadline_when_the_accept_queue_is_full() -> None:
-    # A listener that never accepts, with its backlog filled: further SYNs are dropped,
-    # so the connect itself hangs and the connect deadline must fire.
+@asynccontextmanager
+async def never_accepting_port() -> AsyncIterator[int]:
+    """A listener that never accepts, its backlog filled: further SYNs are dropped, so a
+    connect hangs (on some kernels the handshake completes and the read hangs instead)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(0)
-    port = listener.getsockname()[1]
     fillers = []
     try:
         for _ in range(4):
             filler = socket.socket()
             filler.setblocking(False)
-            filler.connect_ex(("127.0.0.1", port))
+            filler.connect_ex(listener.getsockname())
             fillers.append(filler)
         await asyncio.sleep(0.05)
+        yield listener.getsockname()[1]
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+async def test_connect_deadline_when_the_accept_queue_is_full() -> None:
+    async with never_accepting_port() as port:
         try:
             await rpc_command("127.0.0.1", port, "summary", connect_timeout=0.3, read_timeout=0.3)
         except RpcConnectionError as exc:
@@ -336,27 +345,12 @@ async def test_connect_deadline_when_the_accept_queue_is_full() -> None:
             pytest.skip("kernel accepted the handshake despite the full backlog")
         else:
             pytest.fail("a rig that never accepts gave a reply")
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
 
 
 async def test_a_cancellation_from_outside_stays_a_cancellation() -> None:
     """The connect deadline takes back only its own cancellation: an outer deadline (the
     rig's, the fleet's) or a task cancel must come through as itself, not as a rig fault."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    try:
-        for _ in range(4):  # backlog full: the connect hangs (or, on some kernels, the read)
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(("127.0.0.1", port))
-            fillers.append(filler)
-        await asyncio.sleep(0.05)
+    async with never_accepting_port() as port:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.2):
                 await rpc_command("127.0.0.1", port, "summary", connect_timeout=5, read_timeout=5)
@@ -377,7 +371,3 @@ async def test_a_cancellation_from_outside_stays_a_cancellation() -> None:
         else:
             pytest.fail("a rig that never accepts gave a reply")
         assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
