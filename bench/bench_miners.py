@@ -2,8 +2,12 @@
 
 1. A simulator PROCESS serves 5,000 stock Antminer S19 Pro rigs (bmminer replies to summary,
    stats and pools; the web API for identity) on 127.0.0.1, zero device latency.
+   It rebuilds a read reply at most every BENCH_MINERS_REPLY_CACHE_S seconds (default 5): the
+   rigs' own CPU is not the gateway's, but here the simulator shares our two cores.
 2. Our `FleetPoller` polls them into full `RigStatus` objects: one cold sweep (detection-free
-   drivers, web identity loaded once per rig), then warm sweeps; rigs/s and our peak RSS.
+   drivers, web identity loaded once per rig), then warm sweeps; rigs/s and our peak RSS. Then
+   `ShardedFleetPoller` does the same from BENCH_MINERS_WORKERS (default 2) worker processes,
+   one per core: rigs/s, CPU per rig of workers, parent and simulator, RSS of every process.
 3. pyasic polls the same rigs: `get_data()` of its stock S19 Pro class (RPC + web, what its
    users call), and its bare RPC layer (`BMMinerRPCAPI.multicommand("summary","stats","pools")`,
    replies as dicts, no parsing). pyasic takes an IP only; its RPC and web ports are set on the
@@ -361,7 +365,7 @@ def _fleet_vs_pyasic(n: int, n_pyasic: int, *, with_pyasic: bool, workers: int) 
                     rigs,
                     workers=workers,
                     concurrency=256 * workers,
-                    warm_rounds=3,
+                    warm_rounds=5,
                     deadline_s=60.0,
                 )
             )
