@@ -14,6 +14,7 @@ import pandas as pd
 
 from forecasting.evaluate import run_rolling
 from forecasting.lear import LEAR_WINDOWS
+from forecasting.mlp import MLP_REFIT_EVERY, MLP_SEEDS
 from forecasting.prices import EpfDataset, local_day_hours
 
 FORECAST_COLUMNS = ("p10", "p50", "p90")
@@ -32,6 +33,8 @@ def forecast_day(
     windows: Sequence[int] = LEAR_WINDOWS,
     warmup_days: int = 28,
     gbm_refit_every: int = 7,
+    mlp_refit_every: int = MLP_REFIT_EVERY,
+    mlp_seeds: tuple[int, ...] = MLP_SEEDS,
 ) -> pd.DataFrame:
     """Forecast local market day ``day`` from the days before it (its own prices are not read;
     its exogenous day-ahead forecasts are). The combination is the p50; the band is conformal on
@@ -53,6 +56,8 @@ def forecast_day(
         windows=windows,
         warmup_days=warmup_days,
         gbm_refit_every=gbm_refit_every,
+        mlp_refit_every=mlp_refit_every,
+        mlp_seeds=mlp_seeds,
     )
     slots = np.column_stack([result.p10[0], result.forecasts["Combination"][0], result.p90[0]])
     return slots_to_utc(target, dataset.timezone, slots)

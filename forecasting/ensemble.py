@@ -29,8 +29,32 @@ def inverse_mae_weights(
     return {n: float(w) for n, w in zip(names, inv, strict=True)}
 
 
-def combine(forecasts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """Weighted average of the models' 24-hour forecasts."""
+def inverse_mae_weights_per_hour(
+    past_forecasts: dict[str, np.ndarray], past_actual: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-hour weights: for each of the 24 hours, proportional to 1 / MAE of each model on that
+    hour over the past days given ((n, 24) arrays); each hour's weights sum to 1.
+
+    With no past days every model gets the same weight in every hour.
+    """
+    names = list(past_forecasts)
+    hours = past_actual.shape[1]
+    if past_actual.shape[0] == 0:
+        return {n: np.full(hours, 1.0 / len(names)) for n in names}
+    inv = np.array(
+        [
+            1.0 / np.maximum(np.mean(np.abs(past_forecasts[n] - past_actual), axis=0), 1e-9)
+            for n in names
+        ]
+    )
+    inv /= inv.sum(axis=0)
+    return {n: inv[k] for k, n in enumerate(names)}
+
+
+def combine(
+    forecasts: dict[str, np.ndarray], weights: dict[str, float] | dict[str, np.ndarray]
+) -> np.ndarray:
+    """Weighted average of the models' 24-hour forecasts (one weight per model, or 24)."""
     return np.sum([weights[n] * forecasts[n] for n in weights], axis=0)
 
 

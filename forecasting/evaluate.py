@@ -24,7 +24,7 @@ from forecasting.ensemble import (
     combine,
     conformal_band,
     coverage,
-    inverse_mae_weights,
+    inverse_mae_weights_per_hour,
 )
 from forecasting.features import FIRST_USABLE_DAY, lear_features
 from forecasting.gbm import (
@@ -37,13 +37,15 @@ from forecasting.gbm import (
     predict_gbm,
 )
 from forecasting.lear import LEAR_WINDOWS, lear_forecast_day
+from forecasting.mlp import MLP_REFIT_EVERY, MLP_SEEDS, MLP_WINDOW, MlpModel, fit_mlp, predict_mlp
 from forecasting.prices import EpfDataset
 
 logger = logging.getLogger(__name__)
 
 TEST_DAYS = 728
 WARMUP_DAYS = 28
-OUR_MODELS = ("LEAR Ensemble", "GBM", "Combination")
+COMBINATION_MEMBERS = ("LEAR Ensemble", "GBM", "MLP")
+OUR_MODELS = (*COMBINATION_MEMBERS, "Combination")
 
 
 # ---------------------------------------------------------------- metrics
@@ -167,7 +169,7 @@ class RollingResult:
     p10: np.ndarray
     p90: np.ndarray
     seconds: float
-    weights: list[dict[str, float]] = field(default_factory=list)
+    weights: list[dict[str, np.ndarray]] = field(default_factory=list)  # 24 per member a day
 
     def coverage(self) -> float:
         """Share of hours inside the combination's p10-p90 band."""
@@ -194,9 +196,17 @@ def run_rolling(
     gbm_refit_every: int = GBM_REFIT_EVERY,
     gbm_window: int = GBM_WINDOW,
     gbm_max_iter: int = GBM_MAX_ITER,
+    mlp_refit_every: int = MLP_REFIT_EVERY,
+    mlp_window: int = MLP_WINDOW,
+    mlp_seeds: tuple[int, ...] = MLP_SEEDS,
     progress: Callable[[int, int], None] | None = None,
 ) -> RollingResult:
     """Run the daily-recalibration protocol over the test period (its first ``n_days`` if given).
+
+    Members: the LEAR ensemble (refit daily), the GBM and the MLP (refit every
+    ``gbm_refit_every`` / ``mlp_refit_every`` days, forecasting daily from fresh features). The
+    combination weighs them per hour by the inverse of their MAE on that hour over the previous
+    COMBINE_LOOKBACK days (the rule chosen on the validation days, ``forecasting.validation``).
 
     Days ``[start - warmup_days, start)`` are forecast the same way but only feed the combination
     weights and the conformal residuals; they are not scored.
@@ -215,13 +225,14 @@ def run_rolling(
             f"{dataset.market}: {dataset.n_days} days in the file leave {max(first_test, 0)} days "
             f"before the test period of {test_days}; need at least {needed}"
         )
-    names = [f"LEAR {w}" for w in windows] + ["LEAR Ensemble", "GBM", "Combination"]
+    names = [f"LEAR {w}" for w in windows] + list(OUR_MODELS)
     out = {n: np.full((last - begin, 24), np.nan) for n in names}
     p10 = np.full((last - begin, 24), np.nan)
     p90 = np.full((last - begin, 24), np.nan)
     warm: dict[int, np.ndarray] = {}
     model: GbmModel | None = None
-    weights_log: list[dict[str, float]] = []
+    mlp: MlpModel | None = None
+    weights_log: list[dict[str, np.ndarray]] = []
     for i, day in enumerate(range(begin, last)):
         lear = lear_forecast_day(lear_x.values, dataset.price, day, windows, warm=warm)
         for w, f in lear.items():
@@ -236,13 +247,16 @@ def run_rolling(
                 max_iter=gbm_max_iter,
             )
         out["GBM"][i] = predict_gbm(model, gbm_x, day)
+        if mlp is None or i % mlp_refit_every == 0:
+            mlp = fit_mlp(lear_x, dataset.price, day - mlp_window, day, seeds=mlp_seeds)
+        out["MLP"][i] = predict_mlp(mlp, lear_x, day)
         lo = max(0, i - COMBINE_LOOKBACK)
         past_actual = dataset.price[begin + lo : day]
-        weights = inverse_mae_weights(
-            {n: out[n][lo:i] for n in ("LEAR Ensemble", "GBM")}, past_actual
+        weights = inverse_mae_weights_per_hour(
+            {n: out[n][lo:i] for n in COMBINATION_MEMBERS}, past_actual
         )
         weights_log.append(weights)
-        out["Combination"][i] = combine({n: out[n][i] for n in ("LEAR Ensemble", "GBM")}, weights)
+        out["Combination"][i] = combine({n: out[n][i] for n in COMBINATION_MEMBERS}, weights)
         rlo = max(0, i - CONFORMAL_LOOKBACK)
         residuals = dataset.price[begin + rlo : day] - out["Combination"][rlo:i]
         if residuals.shape[0] >= 14:
@@ -284,7 +298,7 @@ def evaluation_report(
     models: dict[str, dict[str, float]] = {}
     for name, f in result.forecasts.items():
         models[name] = metric_row(actual, f)
-    simple = (result.forecasts["LEAR Ensemble"] + result.forecasts["GBM"]) / 2
+    simple = np.mean([result.forecasts[n] for n in COMBINATION_MEMBERS], axis=0)
     models["Simple average"] = metric_row(actual, simple)
     report: dict[str, object] = {
         "market": result.market,
@@ -308,7 +322,7 @@ def evaluation_report(
         lear_pub = published["LEAR Ensemble"].to_numpy()[: n * 24].reshape(n, 24)
         dnn_pub = published["DNN Ensemble"].to_numpy()[: n * 24].reshape(n, 24)
         dm: dict[str, dict[str, float | int]] = {}
-        for name in ("LEAR Ensemble", "GBM", "Combination"):
+        for name in OUR_MODELS:
             for ref_name, ref in (("LEAR", lear_pub), ("DNN", dnn_pub)):
                 test = diebold_mariano(actual, ref, result.forecasts[name])
                 dm[f"{name} vs published {ref_name}"] = {

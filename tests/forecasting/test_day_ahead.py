@@ -25,7 +25,13 @@ def test_slots_on_dst_days() -> None:
 def test_forecast_one_german_day_ignores_its_own_prices(data_dir: Path) -> None:
     germany = load_epftoolbox(epftoolbox_path(data_dir, "DE"))
     day = pd.Timestamp("2017-10-29")  # 25-hour day in the test period
-    kwargs = {"windows": (56, 84), "warmup_days": 14, "gbm_refit_every": 30}
+    kwargs = {
+        "windows": (56, 84),
+        "warmup_days": 14,
+        "gbm_refit_every": 30,
+        "mlp_refit_every": 30,
+        "mlp_seeds": (0,),
+    }
     forecast = forecast_day(germany, day, **kwargs)
     assert len(forecast) == 25 and list(forecast.columns) == ["p10", "p50", "p90"]
     assert (forecast["p10"] <= forecast["p90"]).all()

@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forecasting.ensemble import conformal_band, coverage, inverse_mae_weights
+from forecasting.ensemble import (
+    combine,
+    conformal_band,
+    coverage,
+    inverse_mae_weights,
+    inverse_mae_weights_per_hour,
+)
 from forecasting.evaluate import (
     diebold_mariano,
     load_published_forecasts,
@@ -75,6 +81,17 @@ def test_inverse_mae_weights_and_conformal_band() -> None:
         "a": 0.5,
         "b": 0.5,
     }
+    hourly = inverse_mae_weights_per_hour(
+        {"a": actual + np.arange(1.0, 25.0), "b": actual + 2.0}, actual
+    )
+    np.testing.assert_allclose(hourly["a"][:3], [2 / 3, 0.5, 0.4])  # (1/1) / (1/1 + 1/2) ...
+    np.testing.assert_allclose(hourly["a"] + hourly["b"], 1.0)
+    assert hourly["a"][1] == pytest.approx(0.5) and hourly["b"][23] == pytest.approx(12 / 13)
+    even = inverse_mae_weights_per_hour({"a": actual[:0], "b": actual[:0]}, actual[:0])
+    np.testing.assert_array_equal(even["a"], np.full(24, 0.5))
+    np.testing.assert_allclose(
+        combine({"a": np.zeros(24), "b": np.ones(24)}, hourly), hourly["b"], rtol=1e-12
+    )
     residuals = np.tile(np.arange(-10.0, 10.0), (24, 1)).T  # 20 days, same spread every hour
     lo, hi = conformal_band(np.full(24, 50.0), residuals)
     assert np.allclose(lo, 50 + np.quantile(np.arange(-10.0, 10.0), 0.1))

@@ -11,6 +11,7 @@ from forecasting.evaluate import evaluation_report, load_published_forecasts, ru
 from forecasting.features import lear_features
 from forecasting.gbm import fit_gbm, gbm_features, predict_gbm
 from forecasting.lear import AsinhMedianScaler, lear_forecast_day
+from forecasting.mlp import fit_mlp, predict_mlp
 from forecasting.prices import EpfDataset, epftoolbox_path, load_epftoolbox
 
 
@@ -68,6 +69,38 @@ def test_gbm_forecast_beats_weekly_naive(np_data: EpfDataset) -> None:
     assert np.mean(errors) < np.mean(naive)
 
 
+def test_mlp_forecast_beats_weekly_naive_and_averages_its_seeds(np_data: EpfDataset) -> None:
+    feats = lear_features(np_data.price, np_data.exog, np_data.days.day_of_week.to_numpy())
+    first_test = np_data.n_days - 728
+    model = fit_mlp(feats, np_data.price, first_test - 364, first_test, seeds=(0, 1))
+    assert len(model.networks) == 2
+    errors, naive = [], []
+    for day in range(first_test, first_test + 7):
+        forecast = predict_mlp(model, feats, day)
+        assert forecast.shape == (24,) and np.isfinite(forecast).all()
+        errors.append(np.abs(forecast - np_data.price[day]).mean())
+        naive.append(np.abs(np_data.price[day - 7] - np_data.price[day]).mean())
+    assert np.mean(errors) < np.mean(naive)
+    assert np.mean(errors) < 4.0  # EUR/MWh on NP's first test week
+    # the forecast is the seeds' mean in the scaled space, mapped back to prices
+    one = [
+        type(model)((net,), model.x_scaler, model.y_scaler, model.n_dummies)
+        for net in model.networks
+    ]
+    scaled = [model.y_scaler.transform(predict_mlp(m, feats, first_test)[None, :]) for m in one]
+    expected = model.y_scaler.inverse(np.mean(scaled, axis=0))[0]
+    np.testing.assert_allclose(predict_mlp(model, feats, first_test), expected, rtol=1e-9)
+    # only days before ``end`` are read: garbling later prices changes nothing
+    garbled = np_data.price.copy()
+    garbled[first_test:] = 1e4
+    again = fit_mlp(feats, garbled, first_test - 364, first_test, seeds=(0, 1))
+    np.testing.assert_array_equal(
+        predict_mlp(again, feats, first_test), predict_mlp(model, feats, first_test)
+    )
+    with pytest.raises(ValueError, match="at least 14"):
+        fit_mlp(feats, np_data.price, first_test - 5, first_test)
+
+
 def test_rolling_protocol_short_run(np_data: EpfDataset, data_dir: Path) -> None:
     result = run_rolling(
         np_data,
@@ -77,10 +110,13 @@ def test_rolling_protocol_short_run(np_data: EpfDataset, data_dir: Path) -> None
         gbm_window=364,
         gbm_refit_every=30,
         gbm_max_iter=60,
+        mlp_refit_every=30,
+        mlp_window=364,
+        mlp_seeds=(0,),
     )
     assert result.actual.shape == (8, 24)
     assert str(result.days[0].date()) == "2016-12-27"  # first test day of NP in the paper
-    for name in ("LEAR 56", "LEAR 84", "LEAR Ensemble", "GBM", "Combination"):
+    for name in ("LEAR 56", "LEAR 84", "LEAR Ensemble", "GBM", "MLP", "Combination"):
         assert result.forecasts[name].shape == (8, 24)
         assert np.isfinite(result.forecasts[name]).all()
     assert (result.p10 <= result.p90).all()

@@ -41,7 +41,7 @@ def test_equal_rule_is_the_plain_mean() -> None:
 
 def test_inverse_mae_rule_favours_the_better_member_and_never_looks_ahead() -> None:
     forecasts, actual = _members()
-    rule = CANDIDATE_RULES[CURRENT]
+    rule = CombinationRule(("LEAR Ensemble", "GBM"), 28)
     combined = apply_rule(forecasts, actual, rule)
     # day 0 has no past: equal weights
     np.testing.assert_allclose(
@@ -69,13 +69,37 @@ def test_current_rule_reproduces_the_evaluation_combination(data_dir: Path) -> N
         gbm_window=364,
         gbm_refit_every=30,
         gbm_max_iter=40,
+        mlp_refit_every=30,
+        mlp_window=364,
+        mlp_seeds=(0,),
     )
     rebuilt = apply_rule(result.forecasts, result.actual, CANDIDATE_RULES[CURRENT])
     np.testing.assert_allclose(rebuilt, result.forecasts["Combination"], rtol=1e-12)
     errors = rule_errors(result, {CURRENT: CANDIDATE_RULES[CURRENT]}, skip_days=2)
-    assert set(errors) == {CURRENT, "LEAR 56", "LEAR 84", "LEAR Ensemble", "GBM"}
+    assert set(errors) == {CURRENT, "LEAR 56", "LEAR 84", "LEAR Ensemble", "GBM", "MLP"}
     with pytest.raises(ValueError, match="more than 10 days"):
         rule_errors(result, skip_days=10)
+
+
+def test_per_hour_rule_weighs_each_hour_by_its_own_errors() -> None:
+    forecasts, actual = _members(60)
+    # LEAR is off by 1 in the morning and 3 in the afternoon, GBM the other way round
+    morning = np.arange(24) < 12
+    forecasts["LEAR Ensemble"] = actual + np.where(morning, 1.0, 3.0)
+    forecasts["GBM"] = actual + np.where(morning, 3.0, 1.0)
+    forecasts["MLP"] = actual - 2.0
+    per_hour = apply_rule(forecasts, actual, CANDIDATE_RULES[CURRENT])
+    assert CANDIDATE_RULES[CURRENT].per_hour and CANDIDATE_RULES[CURRENT].lookback == 28
+    # day 0: equal weights, the plain mean of the three
+    np.testing.assert_allclose(per_hour[0] - actual[0], 2.0 / 3.0, rtol=1e-12)
+    # later: weights 1/1 : 1/3 : 1/2 = 6/11, 2/11, 3/11 in the morning (mirrored after noon)
+    # -> error 6/11 * 1 + 2/11 * 3 - 3/11 * 2 = 6/11 every hour
+    np.testing.assert_allclose(per_hour[1:] - actual[1:], 6.0 / 11.0, rtol=1e-12)
+    # one weight for the whole day cannot do that: all members average 2 over the day
+    glob = apply_rule(
+        forecasts, actual, CombinationRule(("LEAR Ensemble", "GBM", "MLP"), 28, per_hour=False)
+    )
+    np.testing.assert_allclose(glob[1:] - actual[1:], 2.0 / 3.0, rtol=1e-12)
 
 
 def test_choose_rule_takes_the_lowest_mean_ratio() -> None:
