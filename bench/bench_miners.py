@@ -364,7 +364,7 @@ def _fleet_vs_pyasic(n: int, n_pyasic: int, *, with_pyasic: bool, workers: int) 
                 _ours_sharded(
                     rigs,
                     workers=workers,
-                    concurrency=256 * workers,
+                    concurrency=256,  # in all, as `farmctl miners poll --workers` has it
                     warm_rounds=5,
                     deadline_s=60.0,
                 )
