@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,16 +57,24 @@ def test_lear_beats_weekly_naive_on_first_test_days(np_data: EpfDataset) -> None
     assert np.mean(errors) < 3.0  # EUR/MWh on NP's first two test days (naive: ~5)
 
 
+def _week_errors(
+    data: EpfDataset, first: int, forecast_of: Callable[[int], np.ndarray]
+) -> tuple[list[float], list[float]]:
+    """Daily MAE of a forecaster and of the weekly naive over the 7 days from `first`."""
+    errors, naive = [], []
+    for day in range(first, first + 7):
+        forecast = forecast_of(day)
+        assert forecast.shape == (24,) and np.isfinite(forecast).all()
+        errors.append(float(np.abs(forecast - data.price[day]).mean()))
+        naive.append(float(np.abs(data.price[day - 7] - data.price[day]).mean()))
+    return errors, naive
+
+
 def test_gbm_forecast_beats_weekly_naive(np_data: EpfDataset) -> None:
     feats = gbm_features(np_data.price, np_data.exog, np_data.days.day_of_week.to_numpy())
     first_test = np_data.n_days - 728
     model = fit_gbm(feats, np_data.price, first_test - 364, first_test, max_iter=60)
-    errors, naive = [], []
-    for day in range(first_test, first_test + 7):
-        forecast = predict_gbm(model, feats, day)
-        assert forecast.shape == (24,) and np.isfinite(forecast).all()
-        errors.append(np.abs(forecast - np_data.price[day]).mean())
-        naive.append(np.abs(np_data.price[day - 7] - np_data.price[day]).mean())
+    errors, naive = _week_errors(np_data, first_test, lambda day: predict_gbm(model, feats, day))
     assert np.mean(errors) < np.mean(naive)
 
 
@@ -74,12 +83,7 @@ def test_mlp_forecast_beats_weekly_naive_and_averages_its_seeds(np_data: EpfData
     first_test = np_data.n_days - 728
     model = fit_mlp(feats, np_data.price, first_test - 364, first_test, seeds=(0, 1))
     assert len(model.networks) == 2
-    errors, naive = [], []
-    for day in range(first_test, first_test + 7):
-        forecast = predict_mlp(model, feats, day)
-        assert forecast.shape == (24,) and np.isfinite(forecast).all()
-        errors.append(np.abs(forecast - np_data.price[day]).mean())
-        naive.append(np.abs(np_data.price[day - 7] - np_data.price[day]).mean())
+    errors, naive = _week_errors(np_data, first_test, lambda day: predict_mlp(model, feats, day))
     assert np.mean(errors) < np.mean(naive)
     assert np.mean(errors) < 4.0  # EUR/MWh on NP's first test week
     # the forecast is the seeds' mean in the scaled space, mapped back to prices
