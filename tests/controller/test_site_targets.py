@@ -253,6 +253,22 @@ def _status(state: str, watts: float | None, ths: float | None = None) -> RigSta
     )
 
 
+def _west_targets(acks: list[SitePowerAck]) -> SiteTargets:
+    """Site west's targets over `_rigs()`, its acks collected in `acks`."""
+    targets = SiteTargets(["west"], _rigs())
+    targets.publish_ack = lambda _conn, ack: acks.append(ack)
+    return targets
+
+
+def _all_hashing() -> dict[str, RigStatus]:
+    """The three rigs hashing: S19k 2,760 W, S19 Pro 3,250 W, S9 1,323 W."""
+    return {
+        "s19k": _status("hashing", 2760, 120),
+        "s19pro": _status("hashing", 3250, 110),
+        "s9": _status("hashing", 1323, 13.5),
+    }
+
+
 def _wanted(**desired: Desired) -> dict[str, tuple[Desired, str]]:
     out: dict[str, tuple[Desired, str]] = {}
     for name in ("s19k", "s19pro", "s9"):
@@ -265,13 +281,8 @@ def test_ramp_window_end_and_acks_through_reconcile_steps(
     sessions: sessionmaker[Session],
 ) -> None:
     acks: list[SitePowerAck] = []
-    targets = SiteTargets(["west"], _rigs())
-    targets.publish_ack = lambda _conn, ack: acks.append(ack)
-    hashing = {
-        "s19k": _status("hashing", 2760, 120),
-        "s19pro": _status("hashing", 3250, 110),
-        "s9": _status("hashing", 1323, 13.5),
-    }
+    targets = _west_targets(acks)
+    hashing = _all_hashing()
     targets.remember(hashing)
     with sessions.begin() as session:
         store_target(
@@ -308,8 +319,7 @@ def test_ramp_window_end_and_acks_through_reconcile_steps(
     assert acks[-1].state == "ramping"
     both = asleep | {"s19pro": _status("curtailed", 15.0)}
     # The gateway restarts mid-ramp: baseline and start of the ramp come back from the row.
-    targets = SiteTargets(["west"], _rigs())
-    targets.publish_ack = lambda _conn, ack: acks.append(ack)
+    targets = _west_targets(acks)
     wanted = step(NOW + timedelta(seconds=400), both)
     assert [n for n, (d, _) in wanted.items() if d == "curtailed"] == ["s19pro", "s9"]
     assert acks[-1].state == "met" and acks[-1].achieved_kw == pytest.approx(2.79)
@@ -330,13 +340,8 @@ def test_to_kw_unreachable_names_the_overrides_and_db_rows_are_validated(
     sessions: sessionmaker[Session],
 ) -> None:
     acks: list[SitePowerAck] = []
-    targets = SiteTargets(["west"], _rigs())
-    targets.publish_ack = lambda _conn, ack: acks.append(ack)
-    hashing = {
-        "s19k": _status("hashing", 2760, 120),
-        "s19pro": _status("hashing", 3250, 110),
-        "s9": _status("hashing", 1323, 13.5),
-    }
+    targets = _west_targets(acks)
+    hashing = _all_hashing()
     with sessions.begin() as session:
         # A planner's hand-written rows: one good, one with a negative kW.
         for tid, kw in (("db-good", 2.0), ("db-bad", -3.0)):
@@ -440,8 +445,7 @@ def test_no_baseline_before_any_rig_answers_and_offline_rigs_are_not_met(
     sessions: sessionmaker[Session],
 ) -> None:
     acks: list[SitePowerAck] = []
-    targets = SiteTargets(["west"], _rigs())
-    targets.publish_ack = lambda _conn, ack: acks.append(ack)
+    targets = _west_targets(acks)
     with sessions.begin() as session:
         store_target(session, _target(mode="by_kw", kw=2.0), ["west"], source="mqtt", now=NOW)
         session.add(  # a hand-written row whose window closed before the gateway read it
@@ -511,13 +515,8 @@ def test_a_planner_inserts_rows_by_hand_on_postgresql(postgres_url: str) -> None
                 {"start": NOW - timedelta(minutes=1), "end": NOW + timedelta(hours=1)},
             )
         acks: list[SitePowerAck] = []
-        targets = SiteTargets(["west"], _rigs())
-        targets.publish_ack = lambda _conn, ack: acks.append(ack)
-        statuses = {
-            "s19k": _status("hashing", 2760, 120),
-            "s19pro": _status("hashing", 3250, 110),
-            "s9": _status("hashing", 1323, 13.5),
-        }
+        targets = _west_targets(acks)
+        statuses = _all_hashing()
         wanted = _wanted()
         with sessions.begin() as session:
             targets.apply(session, wanted, statuses, {}, NOW)

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from sqlalchemy import create_engine, select
@@ -42,6 +41,7 @@ from tests.e2e.gateways import (
 from tests.e2e.support import SimThread, ledger_vs_paper, seed_opening_coins, seed_recorded_prices
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_for
 
 SPEED = 1440.0  # a farm hour every 2.5 real seconds
 SEED = 20261205
@@ -53,7 +53,6 @@ MIXES = (
     {"whatsminer": 1, "cgminer": 2, "braiins": 1, "avalon": 1, "antminer": 1},
 )
 REPORTS = "sale-report-"
-T = TypeVar("T")
 
 
 @pytest.fixture
@@ -152,15 +151,15 @@ def kill_sellers(
                 if kill == 0:
                     # The moment its first sale report is in the outbox: the report may or may
                     # not have left; either way it must reach the broker.
-                    _wait(lambda: _queued_reports(database_url), 30, "a queued sale report")
+                    wait_for(lambda: _queued_reports(database_url), 30, "a queued sale report")
                 else:
                     sold = _fills(database_url)
-                    _wait(partial(_sold_since, database_url, sold), 30, f"a sale by {seller}")
+                    wait_for(partial(_sold_since, database_url, sold), 30, f"a sale by {seller}")
                     time.sleep(rnd.uniform(0.0, 2.0))
                 before = {s: farm.gateways[s].log_text().count("treasury seller:") for s in SITES}
                 farm.kill(seller)
                 killed = time.monotonic()
-                new = _wait(
+                new = wait_for(
                     partial(_new_sellers, farm, seller, before),
                     30,
                     f"a takeover after {seller} was killed",
@@ -175,13 +174,13 @@ def kill_sellers(
                 seller = new[0]
             # The last seller sells; every queued report reaches the broker.
             sold = _fills(database_url)
-            _wait(lambda: _fills(database_url) > sold, 30, f"a sale by {seller}")
+            wait_for(lambda: _fills(database_url) > sold, 30, f"a sale by {seller}")
             if next_day:
                 day = farm.farm_now().date()  # complete at the next farm midnight
                 label = f"{REPORTS}{day}"
-                _wait(lambda: label in _queued_reports(database_url), 120, f"the report {label}")
+                wait_for(lambda: label in _queued_reports(database_url), 120, f"the report {label}")
                 farm.wait_log(seller, f"sale report label={day}", 10)  # by the last seller
-            _wait(
+            wait_for(
                 lambda: set(broker.ids(REPORTS)) >= set(_queued_reports(database_url)),
                 30,
                 "every queued sale report on the broker",
@@ -264,7 +263,7 @@ def _queued_reports(database_url: str) -> dict[str, bool]:
 
 
 def _wait_for_one_seller(farm: GatewayFarm, timeout_s: float) -> str:
-    sellers = _wait(farm.sellers, timeout_s, "a seller")
+    sellers = wait_for(farm.sellers, timeout_s, "a seller")
     time.sleep(2.0)  # every gateway has ticked by now: still exactly one seller
     sellers = farm.sellers()
     assert len(sellers) == 1, f"more than one seller: {sellers}"
@@ -272,16 +271,6 @@ def _wait_for_one_seller(farm: GatewayFarm, timeout_s: float) -> str:
         if site != sellers[0]:
             assert "treasury standby" in farm.gateways[site].log_text()
     return sellers[0]
-
-
-def _wait(check: Callable[[], T], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"no {what} within {timeout_s} s")
 
 
 @pytest.mark.timeout(240)
@@ -374,14 +363,14 @@ def cut_one_gateway(
             prepare=_prepare(data_dir, tmp_path, fleets, start),
         ) as farm:
             # The site follows a stored plan, and its states reach the broker.
-            _wait(
+            wait_for(
                 lambda: (
                     len(_plan_now(database_url, list(watched), farm.farm_now())) == len(watched)
                 ),
                 60,
                 f"a plan for {CUT_SITE}",
             )
-            _wait(lambda: broker.topics(f"farmctl/{CUT_SITE}/rig/+/state"), 30, "site states")
+            wait_for(lambda: broker.topics(f"farmctl/{CUT_SITE}/rig/+/state"), 30, "site states")
             time.sleep(2.0)  # a reconcile has acted on the plan
             # Cut shortly before an hour in which the plan switches a rig, if one comes soon:
             # the site must act on its plan alone.
@@ -420,13 +409,13 @@ def cut_one_gateway(
             proxy.restore()
             restored_at = time.monotonic()
             restored_farm = farm.farm_now()
-            back = _wait(
+            back = wait_for(
                 lambda: broker.topics(f"farmctl/{CUT_SITE}/rig/+/state", since=restored_at),
                 60,
                 f"{CUT_SITE}'s states after the cut",
             )
             reconnect_s = back[0][0] - restored_at
-            acks = _wait(
+            acks = wait_for(
                 lambda: [
                     json.loads(p)
                     for _, _, p in broker.topics(f"farmctl/{CUT_SITE}/power_target/ack")
@@ -436,12 +425,12 @@ def cut_one_gateway(
                 30,
                 "the target applied and acked",
             )
-            _wait(
+            wait_for(
                 lambda: all(r.mode == "curtailed" for r in watched.values()),
                 30,
                 f"{CUT_SITE}'s rigs curtailed by the target",
             )
-            _wait(
+            wait_for(
                 lambda: (
                     scalar(database_url, "SELECT count(*) FROM mqtt_outbox WHERE acked_at IS NULL")
                     == 0

@@ -15,8 +15,9 @@ from controller.mqtt.client import MqttClient
 from controller.mqtt.outbox import OutboxDispatcher
 from controller.mqtt.schemas import CurtailCommand, OverrideCommand, ResumeCommand
 from miners.status import BoardStatus, RigStatus
-from tests.mqtt.conftest import Collector, settings_for, wait_for
+from tests.mqtt.conftest import Collector, settings_for
 from tests.support.mosquitto import MosquittoBroker
+from tests.support.waiting import wait_for
 
 Command = CurtailCommand | ResumeCommand | OverrideCommand
 

@@ -16,9 +16,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.mqtt.conftest import Collector, wait_for
+from tests.mqtt.conftest import Collector
 from tests.support.mosquitto import MosquittoBroker, mosquitto_binary
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_for
 
 BRIDGE = Path(__file__).resolve().parents[2] / "config" / "mosquitto" / "bridge.conf"
 

@@ -22,8 +22,8 @@ from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from miners.mqtt_sim import SimEndpoint, SimMqttRig
-from tests.mqtt.conftest import wait_for
 from tests.support.mosquitto import free_port, mosquitto_binary
+from tests.support.waiting import wait_for
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "mosquitto"
 PASSWORDS = {"farmctl-controller": "ctl-secret", "rig-a": "rig-a-secret", "rig-b": "rig-b-secret"}

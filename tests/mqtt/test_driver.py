@@ -17,8 +17,9 @@ from miners.mqtt_driver import (
     telemetry_to_status,
 )
 from miners.mqtt_sim import SimEndpoint, SimMqttRig
-from tests.mqtt.conftest import settings_for, wait_for
+from tests.mqtt.conftest import settings_for
 from tests.support.mosquitto import MosquittoBroker
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ import sqlalchemy as sa
 
 from controller.mqtt.ingest import TelemetryIngest
 from controller.mqtt.tables import RigTelemetry
-from tests.mqtt.conftest import Collector, settings_for, wait_for
+from tests.mqtt.conftest import Collector, settings_for
 from tests.support.mosquitto import MosquittoBroker
+from tests.support.waiting import wait_for
 
 
 def _sample(i: int, **extra: object) -> bytes:

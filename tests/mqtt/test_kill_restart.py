@@ -22,8 +22,9 @@ from controller.mqtt.outbox import OutboxDispatcher
 from controller.mqtt.tables import RigTelemetry
 from controller.tables import Base
 from miners.mqtt_sim import SimEndpoint, SimMqttRig
-from tests.mqtt.conftest import settings_for, wait_for
+from tests.mqtt.conftest import settings_for
 from tests.support.mosquitto import MosquittoBroker
+from tests.support.waiting import wait_for
 
 REPORTS = 1000
 RIGS = 10

@@ -21,7 +21,8 @@ from miners.meters import (
 )
 from miners.mqtt_sim import SimEndpoint, SimShellyMeter, SimTasmotaMeter
 from miners.status import RigStatus
-from tests.mqtt.conftest import settings_for, wait_for
+from tests.mqtt.conftest import settings_for
+from tests.support.waiting import wait_for
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

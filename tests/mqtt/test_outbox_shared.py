@@ -11,8 +11,9 @@ import sqlalchemy as sa
 
 from controller.mqtt.client import MqttClient
 from controller.mqtt.outbox import OutboxDispatcher, enqueue
-from tests.mqtt.conftest import Collector, settings_for, wait_for
+from tests.mqtt.conftest import Collector, settings_for
 from tests.support.mosquitto import MosquittoBroker
+from tests.support.waiting import wait_for
 
 
 class IdCollector(Collector):
