@@ -209,17 +209,17 @@ class ShardedFleetPoller:
     async def _poll_once(self, deadline_s: float) -> list[RigStatus]:
         started = time.perf_counter()
         self.start()
-        for worker in self._workers:
-            assert worker.conn is not None
+        conns = [w.conn for w in self._workers if w.conn is not None]
+        assert len(conns) == len(self._workers)  # start() gave every worker a pipe
+        for conn in conns:
             # A dead worker refuses the request; its receive below fails, its rigs go offline.
             with contextlib.suppress(OSError):
-                worker.conn.send(deadline_s)
+                conn.send(deadline_s)
         wait_s = deadline_s + self.reply_grace_s
         answers = await asyncio.gather(
-            *(asyncio.to_thread(_receive, w.conn, wait_s) for w in self._workers if w.conn),
+            *(asyncio.to_thread(_receive, conn, wait_s) for conn in conns),
             return_exceptions=True,
         )
-        assert len(answers) == len(self._workers)  # start() gave every worker a pipe
         by_target: dict[Target, RigStatus] = {}
         deadline_hit = False
         max_in_flight = 0
